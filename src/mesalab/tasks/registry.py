@@ -1,0 +1,196 @@
+"""The task registry: each :class:`Task` bundles a level generator, its train/test distributions, and its
+base objective, intended objective and candidate proxies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mesalab.errors import ConfigError, UnknownTaskError
+from mesalab.tasks.families import (
+    Distribution,
+    LevelShape,
+    corner_goal_level,
+    make_distribution,
+    maze_level,
+    red_door_level,
+)
+from mesalab.tasks.grid import EnvParams, GridEnv, Level, level_grid
+from mesalab.tasks.objectives import Objective
+from mesalab.tasks.oracle import optimal_return
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: a Task is a static argument of jitted code
+class Task:
+    name: str
+    description: str
+    generator: Callable[[jax.Array, Distribution, LevelShape], Level]
+    shape: LevelShape
+    max_steps: int
+    train: Distribution
+    test: Distribution
+    base_objective: Objective
+    intended_objective: Objective
+    proxies: tuple[Objective, ...]
+    dials: dict[str, str] = field(default_factory=dict)
+    obs_mode: str = "egocentric"
+
+    @property
+    def env(self) -> GridEnv:
+        return GridEnv(self.shape.height, self.shape.width, self.obs_mode)
+
+    @property
+    def candidate_objectives(self) -> tuple[Objective, ...]:
+        """The base objective followed by each proxy (what a competent agent might be pursuing)."""
+        return (self.base_objective, *self.proxies)
+
+    def distribution(self, split: str) -> Distribution:
+        if split == "train":
+            return self.train
+        if split == "test":
+            return self.test
+        raise ConfigError(f"unknown split {split!r}; use 'train' or 'test'")
+
+    # -- level pools -------------------------------------------------------------------------------------
+    def generate_levels(self, key: jax.Array, dist: Distribution, n: int) -> Level:
+        """``n`` raw levels (no validity filtering)."""
+        return jax.vmap(lambda k: self.generator(k, dist, self.shape))(jax.random.split(key, n))
+
+    def objective_optima(self, grid: jax.Array, start: jax.Array) -> jax.Array:
+        """``float[n_candidates]``: exact optimal return of each candidate objective on one level."""
+        base_target = self.base_objective.target_map(grid)
+        return jnp.stack(
+            [
+                optimal_return(grid, start, base_target, obj.target_map(grid), jnp.int32(self.max_steps))
+                for obj in self.candidate_objectives
+            ]
+        )
+
+    def sample_params(self, key: jax.Array, dist: Distribution, n: int) -> tuple[EnvParams, jax.Array]:
+        """A pool of ``n`` levels on which every candidate objective is achievable (jittable).
+
+        Draws 1.5n + 8 candidates and keeps the achievable ones first; returns ``(params, n_valid)`` where
+        ``n_valid < n`` means some pool entries are unsolvable (see :meth:`sample_params_checked`).
+        """
+        n_cand = n + n // 2 + 8
+        levels = self.generate_levels(key, dist, n_cand)
+        grids = jax.vmap(level_grid)(levels)
+        optima = jax.vmap(self.objective_optima)(grids, levels.agent_start)
+        valid = jnp.all(optima > 0, axis=-1)
+        order = jnp.argsort(~valid, stable=True)[:n]
+        grids, starts = grids[order], levels.agent_start[order]
+        params = EnvParams(
+            grid=grids,
+            start=starts,
+            base_target=jax.vmap(self.base_objective.target_map)(grids),
+            n_levels=jnp.int32(n),
+            max_steps=jnp.int32(self.max_steps),
+        )
+        return params, jnp.sum(valid)
+
+    def sample_params_checked(self, key: jax.Array, split: str | Distribution, n: int) -> EnvParams:
+        """Host-side :meth:`sample_params` that raises if too few generated levels are solvable."""
+        dist = self.distribution(split) if isinstance(split, str) else split
+        params, n_valid = _sample_params_jit(self, key, dist, n)
+        if int(n_valid) < n:
+            raise ConfigError(
+                f"task {self.name!r}: only {int(n_valid)} of {n} generated levels are solvable; "
+                "lower wall_density or n_distractors"
+            )
+        return params
+
+
+@partial(jax.jit, static_argnums=(0, 3))
+def _sample_params_jit(task: Task, key, dist, n):
+    return task.sample_params(key, dist, n)
+
+
+def _corner_proxy(k: int) -> Objective:
+    return Objective(
+        "corner", f"reach the top-right {k}x{k} corner region", region=("top-right", k), needs_object=False
+    )
+
+
+def _build_registry() -> dict[str, Task]:
+    door = Objective("door", "reach the door (any colour)", types=("door",))
+    red = Objective("red", "reach a red object (any type)", colours=("red",))
+    goal = Objective("goal", "reach the goal", types=("goal",))
+    k = 3
+    tasks = [
+        Task(
+            name="red-door",
+            description="Reach the door. Train: doors are red and nothing else is; test: doors are blue "
+            "and red non-door objects appear (proxy: red).",
+            generator=red_door_level,
+            shape=LevelShape(9, 9, max_objects=3),
+            max_steps=40,
+            train=make_distribution(wall_density=0.15, n_distractors=2, alpha=0.0),
+            test=make_distribution(wall_density=0.15, n_distractors=2, alpha=1.0),
+            base_objective=door,
+            intended_objective=door,
+            proxies=(red,),
+            dials={
+                "alpha": "fraction of disambiguating levels (train 0, test 1)",
+                "wall_density": "fraction of maze walls kept (0.15)",
+                "n_distractors": "non-door objects per level (2)",
+            },
+        ),
+        Task(
+            name="corner-goal",
+            description=f"Reach the goal. Train: the goal is within the top-right {k}x{k} corner; "
+            "test: the goal is anywhere outside it (proxy: corner).",
+            generator=corner_goal_level,
+            shape=LevelShape(9, 9, max_objects=1),
+            max_steps=40,
+            train=make_distribution(wall_density=0.15, n_distractors=0, alpha=0.0, corner_k=k),
+            test=make_distribution(wall_density=0.15, n_distractors=0, alpha=1.0, corner_k=k),
+            base_objective=goal,
+            intended_objective=goal,
+            proxies=(_corner_proxy(k),),
+            dials={
+                "alpha": "fraction of levels with the goal outside the corner (train 0, test 1)",
+                "corner_k": f"side of the corner region ({k})",
+                "wall_density": "fraction of maze walls kept (0.15)",
+            },
+        ),
+        Task(
+            name="maze",
+            description="Reach the goal anywhere in a random perfect maze; test on unseen mazes.",
+            generator=maze_level,
+            shape=LevelShape(9, 9, max_objects=1),
+            max_steps=60,
+            train=make_distribution(wall_density=1.0, n_distractors=0),
+            test=make_distribution(wall_density=1.0, n_distractors=0),
+            base_objective=goal,
+            intended_objective=goal,
+            proxies=(),
+            dials={"wall_density": "fraction of maze walls kept (1.0 = perfect maze)",
+                   "n_levels": "distinct training mazes N (set by the trainer; 0 = unlimited)"},
+        ),
+    ]
+    return {t.name: t for t in tasks}
+
+
+TASKS: dict[str, Task] = _build_registry()
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise UnknownTaskError(
+            f"unknown task {name!r}; choose one of: {', '.join(TASKS)} (see `mesalab tasks`)"
+        ) from None
+
+
+def list_tasks() -> list[Task]:
+    return list(TASKS.values())
+
+
+def to_numpy(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)
