@@ -72,7 +72,7 @@ def object_cells(grid: jax.Array) -> jax.Array:
 class EnvParams(NamedTuple):
     """A task distribution as data: a pool of compiled levels and the episode limit.
 
-    ``reset`` draws uniformly from the first ``n_levels`` entries of the pool, so the number of distinct
+    ``reset`` draws uniformly from ``n_levels`` entries of the pool (from ``level_offset`` on), so the number of distinct
     training levels N is a (vmappable) number, not a shape. For "unlimited" diversity the trainer refreshes
     the pool with newly generated levels (see :func:`mesalab.tasks.registry.Task.sample_params`).
     """
@@ -82,6 +82,7 @@ class EnvParams(NamedTuple):
     base_target: jax.Array  # bool[P, H, W] cells whose entry scores the base objective
     n_levels: jax.Array  # int32[] number of pool entries in use
     max_steps: jax.Array  # int32[]
+    level_offset: jax.Array = 0  # int32[] resets draw from entries [offset, offset + n_levels)
 
 
 class EnvState(NamedTuple):
@@ -115,7 +116,7 @@ class GridEnv:
 
     # -- functional API -------------------------------------------------------------------------------
     def reset(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
-        level = jax.random.randint(key, (), 0, params.n_levels)
+        level = params.level_offset + jax.random.randint(key, (), 0, params.n_levels)
         state = EnvState(level=level, pos=params.start[level], t=jnp.zeros((), jnp.int32))
         return self.observe(state, params), state
 

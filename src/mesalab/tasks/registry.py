@@ -90,6 +90,7 @@ class Task:
             base_target=jax.vmap(self.base_objective.target_map)(grids),
             n_levels=jnp.int32(n),
             max_steps=jnp.int32(self.max_steps),
+            level_offset=jnp.int32(0),
         )
         return params, jnp.sum(valid)
 

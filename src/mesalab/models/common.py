@@ -1,0 +1,24 @@
+"""Shared pieces of the model contract.
+
+Every model is an Equinox module called as ``model(obs, interventions=None) -> (outputs, activations)``:
+``activations`` is a dict of named intermediate arrays; ``interventions`` maps some of those names to
+replacement arrays (or to functions of the original activation), so an intervention is a pure function
+call rather than a hook.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Union
+
+import jax
+
+Intervention = Union[jax.Array, Callable[[jax.Array], jax.Array]]
+
+
+def tap(name: str, value: jax.Array, acts: dict, interventions: Mapping[str, Intervention] | None) -> jax.Array:
+    """Record ``value`` under ``name`` (after applying an intervention on that name, if any)."""
+    if interventions is not None and name in interventions:
+        repl = interventions[name]
+        value = repl(value) if callable(repl) else jax.numpy.broadcast_to(repl, value.shape).astype(value.dtype)
+    acts[name] = value
+    return value

@@ -1,0 +1,314 @@
+"""Proximal policy optimisation (PureJaxRL style): the whole training run is one jitted ``lax.scan``.
+
+Contract: ``make_train(config) -> train(key) -> (model, metrics)``. ``train`` is pure, so seeds are a
+``vmap`` axis: ``jax.vmap(make_train(cfg))(jax.random.split(key, n_seeds))``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mesalab.errors import ConfigError, TrainingDivergedError
+from mesalab.models import make_model
+from mesalab.tasks import get_task
+from mesalab.tasks.grid import EnvParams
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Everything that defines a PPO run (with the seed, it determines the numbers exactly).
+
+    Attributes:
+        task: registered task name (``mesalab tasks``).
+        total_steps: environment steps of training, summed over parallel environments.
+        num_envs: parallel environments.
+        rollout_len: steps per environment between updates.
+        update_epochs, num_minibatches: passes and minibatches per update.
+        lr: Adam learning rate (linearly annealed to 0 when ``anneal_lr``).
+        gamma, gae_lambda: discount and GAE parameter.
+        clip_eps: PPO ratio clip. ent_coef, vf_coef: entropy bonus and value-loss weights.
+        max_grad_norm: global gradient-norm clip.
+        weight_decay: decoupled L2 weight decay (a description-length / simplicity dial).
+        model: ``mlp`` or ``cnn``; width, depth: its capacity dials.
+        n_levels: number of distinct training levels N; 0 means unlimited (a fresh pool every update).
+        pool_size: levels generated per update when ``n_levels == 0``.
+        level_seed: seed of the fixed training levels when ``n_levels > 0`` (shared by all training seeds).
+    """
+
+    task: str = "red-door"
+    total_steps: int = 1_000_000
+    num_envs: int = 64
+    rollout_len: int = 64
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    lr: float = 1e-3
+    anneal_lr: bool = True
+    gamma: float = 0.97
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    weight_decay: float = 0.0
+    model: str = "mlp"
+    width: int = 128
+    depth: int = 2
+    n_levels: int = 0
+    pool_size: int = 512
+    level_seed: int = 0
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.rollout_len
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.steps_per_update
+
+    def validate(self) -> "PPOConfig":
+        get_task(self.task)
+        positive = ["total_steps", "num_envs", "rollout_len", "update_epochs", "num_minibatches", "pool_size",
+                    "width", "depth"]
+        for name in positive:
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.total_steps < self.steps_per_update:
+            raise ConfigError(
+                f"total_steps={self.total_steps} is less than one update "
+                f"(num_envs*rollout_len={self.steps_per_update}); raise total_steps"
+            )
+        if (self.num_envs * self.rollout_len) % self.num_minibatches:
+            raise ConfigError("num_envs*rollout_len must be divisible by num_minibatches; change num_minibatches")
+        for name in ["lr", "gamma", "gae_lambda", "clip_eps"]:
+            v = float(getattr(self, name))
+            if not (0 < v <= 1 if name != "lr" else 0 < v < 1):
+                raise ConfigError(f"{name} must be in (0, 1], got {v!r}")
+        for name in ["ent_coef", "vf_coef", "max_grad_norm", "weight_decay"]:
+            if float(getattr(self, name)) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.n_levels < 0:
+            raise ConfigError(f"n_levels must be >= 0 (0 = unlimited), got {self.n_levels}")
+        if self.model not in ("mlp", "cnn"):
+            raise ConfigError(f"unknown model {self.model!r}; choose mlp or cnn")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PPOConfig":
+        """Build from a plain dict (e.g. a JSON file), rejecting unknown keys and wrong types."""
+        if not isinstance(d, dict):
+            raise ConfigError("config must be a JSON object of PPO settings, e.g. {\"lr\": 0.001}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {', '.join(fields)}")
+        kwargs = {}
+        for k, v in d.items():
+            default = getattr(cls(), k)
+            typ = type(default)
+            if typ is bool:
+                ok = isinstance(v, bool)
+            elif typ is int:
+                ok = isinstance(v, int) and not isinstance(v, bool)
+            elif typ is float:
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+                v = float(v) if ok else v
+            else:
+                ok = isinstance(v, typ)
+            if not ok:
+                raise ConfigError(f"config key {k!r} must be {typ.__name__}, got {v!r}")
+            kwargs[k] = v
+        return cls(**kwargs).validate()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Transition(NamedTuple):
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    done: jax.Array
+    success: jax.Array
+
+
+def init_model(config: PPOConfig, key: jax.Array):
+    task = get_task(config.task)
+    env = task.env
+    return make_model(config.model, env.obs_shape, env.n_actions, key=key, width=config.width, depth=config.depth)
+
+
+def _carry_over(params: EnvParams, fresh: EnvParams, level_idx: jax.Array) -> tuple[EnvParams, jax.Array]:
+    """A new pool = the levels the envs are in the middle of, followed by fresh levels; resets draw only
+    from the fresh part (``level_offset``), so no episode changes level mid-way."""
+    n = level_idx.shape[0]
+    cat = lambda old, new: jnp.concatenate([old[level_idx], new])  # noqa: E731
+    pool = EnvParams(
+        grid=cat(params.grid, fresh.grid),
+        start=cat(params.start, fresh.start),
+        base_target=cat(params.base_target, fresh.base_target),
+        n_levels=fresh.n_levels,
+        max_steps=fresh.max_steps,
+        level_offset=jnp.int32(n),
+    )
+    return pool, jnp.arange(n, dtype=jnp.int32)
+
+
+def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None):
+    """Return ``train(key) -> (model, metrics)``; ``metrics`` holds one entry per update.
+
+    ``progress``, if given, is called from inside the jitted loop with the number of finished updates.
+    """
+    config.validate()
+    task = get_task(config.task)
+    env = task.env
+    n_env, n_steps = config.num_envs, config.rollout_len
+    n_updates = config.num_updates
+    batch = n_env * n_steps
+    mb_size = batch // config.num_minibatches
+    unlimited = config.n_levels == 0
+    dist = task.train
+
+    def lr_schedule(count):
+        frac = 1.0 - (count // (config.num_minibatches * config.update_epochs)) / n_updates
+        return config.lr * frac if config.anneal_lr else config.lr
+
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adamw(lr_schedule, eps=1e-5, weight_decay=config.weight_decay),
+    )
+
+    def policy_apply(params, static, obs):
+        model = eqx.combine(params, static)
+        (logits, value), _ = jax.vmap(model)(obs)
+        return logits, value
+
+    def train(key: jax.Array):
+        k_model, k_levels, k_env, k_loop = jax.random.split(key, 4)
+        model = init_model(config, k_model)
+        params, static = eqx.partition(model, eqx.is_array)
+        opt_state = optimizer.init(params)
+        if unlimited:
+            fresh, _ = task.sample_params(k_levels, dist, config.pool_size)
+            # same layout as every later pool: n_env carried-over slots, then the fresh levels
+            env_params, _ = _carry_over(fresh, fresh, jnp.zeros((n_env,), jnp.int32))
+        else:
+            env_params, _ = task.sample_params(jax.random.key(config.level_seed), dist, config.n_levels)
+        obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_env, n_env), env_params)
+        ep_return = jnp.zeros((n_env,), jnp.float32)
+
+        def update(carry, upd_idx):
+            params, opt_state, env_params, state, obs, ep_return, key = carry
+            key, k_pool, k_roll, k_perm = jax.random.split(key, 4)
+            if unlimited:
+                fresh, _ = task.sample_params(k_pool, dist, config.pool_size)
+                env_params, new_idx = _carry_over(env_params, fresh, state.level)
+                state = state._replace(level=new_idx)
+
+            def env_step(c, k):
+                state, obs, ep_return = c
+                k_act, k_step = jax.random.split(k)
+                logits, value = policy_apply(params, static, obs)
+                action = jax.random.categorical(k_act, logits)
+                log_prob = jax.nn.log_softmax(logits)[jnp.arange(n_env), action]
+                obs2, state2, reward, done, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                    jax.random.split(k_step, n_env), state, action, env_params
+                )
+                ep_ret = ep_return + reward
+                tr = Transition(obs, action, log_prob, value, reward, done, info["success"])
+                return (state2, obs2, jnp.where(done, 0.0, ep_ret)), (tr, ep_ret, state.t + 1)
+
+            (state, obs, ep_return), (traj, ep_rets, ep_lens) = jax.lax.scan(
+                env_step, (state, obs, ep_return), jax.random.split(k_roll, n_steps)
+            )
+            _, last_value = policy_apply(params, static, obs)
+
+            def gae_step(c, tr):
+                gae, next_value = c
+                not_done = 1.0 - tr.done.astype(jnp.float32)
+                delta = tr.reward + config.gamma * next_value * not_done - tr.value
+                gae = delta + config.gamma * config.gae_lambda * not_done * gae
+                return (gae, tr.value), gae
+
+            _, adv = jax.lax.scan(gae_step, (jnp.zeros_like(last_value), last_value), traj, reverse=True)
+            targets = adv + traj.value
+
+            def loss_fn(p, tr, adv, tgt):
+                logits, value = policy_apply(p, static, tr.obs)
+                logp_all = jax.nn.log_softmax(logits)
+                logp = jnp.take_along_axis(logp_all, tr.action[:, None], axis=1)[:, 0]
+                ratio = jnp.exp(logp - tr.log_prob)
+                a = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg = -jnp.minimum(ratio * a, jnp.clip(ratio, 1 - config.clip_eps, 1 + config.clip_eps) * a).mean()
+                v_clip = tr.value + jnp.clip(value - tr.value, -config.clip_eps, config.clip_eps)
+                vf = 0.5 * jnp.maximum((value - tgt) ** 2, (v_clip - tgt) ** 2).mean()
+                ent = -(jnp.exp(logp_all) * logp_all).sum(-1).mean()
+                kl = ((ratio - 1) - (logp - tr.log_prob)).mean()
+                return pg + config.vf_coef * vf - config.ent_coef * ent, (pg, vf, ent, kl)
+
+            flat = jax.tree_util.tree_map(lambda x: x.reshape((batch,) + x.shape[2:]), (traj, adv, targets))
+
+            def epoch(c, k):
+                params, opt_state = c
+                perm = jax.random.permutation(k, batch)
+                mbs = jax.tree_util.tree_map(
+                    lambda x: x[perm].reshape((config.num_minibatches, mb_size) + x.shape[1:]), flat
+                )
+
+                def minibatch(c, mb):
+                    params, opt_state = c
+                    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *mb)
+                    updates, opt_state = optimizer.update(grads, opt_state, params)
+                    return (optax.apply_updates(params, updates), opt_state), (loss, *aux)
+
+                return jax.lax.scan(minibatch, (params, opt_state), mbs)
+
+            (params, opt_state), losses = jax.lax.scan(
+                epoch, (params, opt_state), jax.random.split(k_perm, config.update_epochs)
+            )
+            done = traj.done.astype(jnp.float32)
+            n_done = done.sum()
+            safe = jnp.maximum(n_done, 1.0)
+            nan = jnp.float32(jnp.nan)
+            metrics = {
+                "env_steps": (upd_idx + 1) * batch,
+                "episodes": n_done,
+                "episode_return": jnp.where(n_done > 0, (ep_rets * done).sum() / safe, nan),
+                "success_rate": jnp.where(n_done > 0, (traj.success * done).sum() / safe, nan),
+                "episode_length": jnp.where(n_done > 0, (ep_lens * done).sum() / safe, nan),
+                "loss": losses[0].mean(),
+                "policy_loss": losses[1].mean(),
+                "value_loss": losses[2].mean(),
+                "entropy": losses[3].mean(),
+                "approx_kl": losses[4].mean(),
+            }
+            if progress is not None:
+                jax.debug.callback(lambda i: progress(int(np.max(i)) + 1), upd_idx)
+            return (params, opt_state, env_params, state, obs, ep_return, key), metrics
+
+        carry = (params, opt_state, env_params, state, obs, ep_return, k_loop)
+        carry, metrics = jax.lax.scan(update, carry, jnp.arange(n_updates))
+        return eqx.combine(carry[0], static), metrics
+
+    return train
+
+
+def check_finite(metrics: dict, lr: float) -> None:
+    """Raise :class:`TrainingDivergedError` if any loss became non-finite (names the first bad update)."""
+    loss = np.asarray(metrics["loss"])
+    bad = ~np.isfinite(loss)
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        raise TrainingDivergedError(
+            f"training diverged: non-finite loss at update {int(idx[-1])} (seed index {tuple(int(i) for i in idx[:-1])}); "
+            f"lower the learning rate (lr={lr}) or max_grad_norm"
+        )
