@@ -1,0 +1,5 @@
+import sys
+
+from mesalab.cli import main
+
+sys.exit(main())

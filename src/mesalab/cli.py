@@ -1,0 +1,192 @@
+"""The ``mesalab`` command line: ``run``, ``report``, ``tasks``.
+
+User errors (unknown task, bad option values, malformed config, corrupt run folder) print one line that
+names the fix and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mesalab.errors import ConfigError, MesalabError
+
+try:  # typer >= 0.20 vendors click
+    from typer._click import exceptions as _click_exc
+except ImportError:  # pragma: no cover - older typer with click as a dependency
+    import click.exceptions as _click_exc
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="mesalab: train learned algorithms, then measure what they optimize and whether it survives shift.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.command()
+def tasks() -> None:
+    """List the registered tasks with their train/test dials."""
+    from mesalab.tasks import list_tasks
+
+    table = Table(title="mesalab tasks")
+    table.add_column("task", style="bold")
+    table.add_column("description")
+    table.add_column("base objective / proxies")
+    table.add_column("dials (train / test)")
+    for t in list_tasks():
+        table.add_row(t.name, t.description,
+                      f"{t.base_objective.name} / {', '.join(p.name for p in t.proxies) or '-'}",
+                      "\n".join(f"{k}: {v}" for k, v in t.dials.items()))
+    console.print(table)
+
+
+def _load_config(task: str, config_path: Optional[Path], steps: Optional[int]):
+    from mesalab.optimizers import PPOConfig
+    from mesalab.tasks import get_task
+
+    get_task(task)
+    overrides: dict = {}
+    if config_path is not None:
+        if not config_path.exists():
+            raise ConfigError(f"config file {config_path} not found; pass an existing JSON file to --config")
+        try:
+            overrides = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {config_path} is not valid JSON ({e.msg} at line {e.lineno}); fix the file") from None
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"config file {config_path} must hold a JSON object of PPO settings")
+        if overrides.get("task", task) != task:
+            raise ConfigError(f"config file names task {overrides['task']!r} but the command names {task!r}; make them agree")
+    overrides["task"] = task
+    if steps is not None:
+        overrides["total_steps"] = steps
+    return PPOConfig.from_dict(overrides)
+
+
+@app.command()
+def run(
+    task: str = typer.Argument(..., help="task name (see `mesalab tasks`)"),
+    seeds: int = typer.Option(4, "--seeds", help="number of training seeds (0, 1, ..., K-1)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="environment steps per seed (default 300000)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/TASK-TIME)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of PPO settings to override"),
+    episodes: int = typer.Option(1000, "--episodes", help="evaluation episodes per split and seed"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="worker processes (default: one per core on CPU; 0 = in-process)"),
+    first_seed: int = typer.Option(0, "--first-seed", help="seeds are first_seed ... first_seed+K-1"),
+) -> None:
+    """Train on TASK, evaluate on its shifted test distribution, print verdicts and write the report."""
+    from mesalab.pipeline import run_experiment
+    from mesalab.runner import EvalSettings
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {episodes}")
+    if workers is not None and workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {workers}")
+    cfg = _load_config(task, config, steps if steps is not None else (None if config else 300_000))
+    seed_list = list(range(first_seed, first_seed + seeds))
+    eval_settings = EvalSettings(episodes=episodes)
+    from mesalab.runner import default_workers
+
+    n_workers = default_workers(seeds) if workers is None else workers
+    total = cfg.num_updates * max(1, min(n_workers, seeds))
+    console.print(f"[bold]mesalab run {task}[/]: {seeds} seed(s) x {cfg.num_updates * cfg.steps_per_update:,} steps, "
+                  f"{episodes} test episodes per seed, {max(n_workers, 1)} worker(s)")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False) as progress:
+        bar = progress.add_task("compiling + training (updates)", total=total)
+        stage = progress.add_task("", total=None, visible=False)
+
+        def on_stage(s):
+            if s != "training":
+                progress.update(bar, completed=total)
+                progress.update(stage, description=s, visible=True)
+
+        run_dir = run_experiment(cfg, seed_list, eval_settings, out, n_workers,
+                                 on_progress=lambda n: progress.update(bar, completed=n), on_stage=on_stage)
+        progress.update(stage, visible=False)
+    print_summary(run_dir)
+
+
+def print_summary(run_dir: Path) -> None:
+    from mesalab.pipeline import load_run_config
+    from mesalab.report.build import verdict_summary
+    from mesalab.results.store import open_results, query
+    from mesalab.tasks import get_task
+
+    meta = load_run_config(run_dir)
+    task = get_task(meta["task"])
+    con = open_results(run_dir)
+    ev = query(con, "SELECT * FROM evaluations")
+    verdicts = query(con, "SELECT * FROM verdicts ORDER BY seed")
+    con.close()
+    table = Table(title=f"{task.name}: shift evaluation ({meta['eval']['episodes']} episodes per split)")
+    table.add_column("seed")
+    table.add_column("train success")
+    table.add_column(f"test {task.base_objective.name} (base)")
+    for p in task.proxies:
+        table.add_column(f"test {p.name} (proxy)")
+    table.add_column("verdict")
+    get = {(r["seed"], r["split"], r["objective"]): r for r in ev}
+
+    def fmt(r):
+        return f"{r['competent_rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+
+    for v in verdicts:
+        s = v["seed"]
+        label = v["label"] + (f" toward '{v['proxy']}'" if v["proxy"] else "") + f" (conf {v['confidence']:.2f})"
+        table.add_row(str(s), fmt(get[(s, "train", task.base_objective.name)]),
+                      fmt(get[(s, "test", task.base_objective.name)]),
+                      *[fmt(get[(s, "test", p.name)]) for p in task.proxies], label)
+    console.print(table)
+    console.print(f"[bold]Verdict:[/] {verdict_summary(verdicts)}")
+    console.print(f"Report: {Path(run_dir) / 'report.html'}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run folder written by `mesalab run`")) -> None:
+    """Re-render report.html (and figures) of a run folder from its config and results database."""
+    from mesalab.report import build_report
+
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a folder; pass a run folder written by `mesalab run`")
+    path = build_report(run_dir)
+    console.print(f"Report: {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, standalone_mode=False)
+    except MesalabError as e:
+        err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except _click_exc.UsageError as e:
+        if type(e).__name__.startswith("NoArgsIsHelp"):
+            return 0
+        cmd = e.ctx.command_path if e.ctx else "mesalab"
+        err_console.print(f"error: {e.format_message()} (see `{cmd} --help`)", markup=False, highlight=False,
+                          soft_wrap=True)
+        return 2
+    except (_click_exc.Abort, typer.Abort):
+        err_console.print("aborted: no results were written for unfinished seeds", markup=False)
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished results are kept; unfinished ones were not written", markup=False)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""``mesalab run``: train seeds, evaluate under shift, classify, and write a complete run folder.
+
+Run folder::
+
+    config.json          task, PPO config, seeds, evaluation settings, versions (written first)
+    checkpoints/seed-S.eqx
+    results.duckdb       learning curves, per-objective scores, outcomes, verdicts, drawn trajectories
+    figures/*.png, report.html
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mesalab.errors import ConfigError, CorruptRunError
+from mesalab.results.provenance import now, versions
+from mesalab.results.store import dumps, write_results
+from mesalab.runner import EvalSettings, SeedResult, train_and_evaluate
+
+N_DRAWN_LEVELS = 4
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".partial")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def prepare_run_dir(out: Path | None, task: str) -> Path:
+    if out is None:
+        import datetime as dt
+
+        out = Path("runs") / f"{task}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out = Path(out)
+    if (out / "results.duckdb").exists():
+        raise ConfigError(f"{out} already holds a finished run; pass a new --out folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run_experiment(config, seeds: list[int], eval_settings: EvalSettings, out: Path | None = None,
+                   workers: int | None = None, on_progress: Callable[[int], None] | None = None,
+                   on_stage: Callable[[str], None] | None = None) -> Path:
+    """Train ``seeds`` with PPO ``config``, evaluate, and write the run folder; returns its path."""
+    from mesalab.optimizers import PPOConfig
+
+    config: PPOConfig = config.validate()
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ConfigError("seeds must be a non-empty list of distinct integers")
+    if eval_settings.episodes < 1:
+        raise ConfigError("--episodes must be at least 1")
+    run_dir = prepare_run_dir(out, config.task)
+    stage = on_stage or (lambda s: None)
+    meta = {
+        "kind": "run",
+        "task": config.task,
+        "ppo": config.to_dict(),
+        "seeds": list(seeds),
+        "eval": asdict(eval_settings),
+        "versions": versions(),
+        "created": now(),
+    }
+    write_json_atomic(run_dir / "config.json", meta)
+    stage("training")
+    results = train_and_evaluate(config.to_dict(), seeds, eval_settings, workers, on_progress)
+    stage("writing results")
+    save_checkpoints(run_dir, config, results)
+    rows = result_rows(config, meta, results, eval_settings)
+    write_results(run_dir, rows)
+    stage("rendering report")
+    from mesalab.report import build_report
+
+    build_report(run_dir)
+    return run_dir
+
+
+def save_checkpoints(run_dir: Path, config, results: list[SeedResult]) -> None:
+    import equinox as eqx
+    import jax
+
+    from mesalab.optimizers import init_model
+
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    skeleton = init_model(config, jax.random.key(0))
+    params, static = eqx.partition(skeleton, eqx.is_array)
+    treedef = jax.tree_util.tree_structure(params)
+    for r in results:
+        model = eqx.combine(jax.tree_util.tree_unflatten(treedef, r.model_leaves), static)
+        path = run_dir / "checkpoints" / f"seed-{r.seed}.eqx"
+        eqx.tree_serialise_leaves(str(path) + ".partial", model)
+        os.replace(str(path) + ".partial", path)
+
+
+def load_model(run_dir: Path, seed: int):
+    """The trained model of ``seed`` in a run folder (one-line error if missing or corrupt)."""
+    import equinox as eqx
+    import jax
+
+    from mesalab.optimizers import PPOConfig, init_model
+
+    meta = load_run_config(run_dir)
+    config = PPOConfig(**meta["ppo"])
+    path = Path(run_dir) / "checkpoints" / f"seed-{seed}.eqx"
+    if not path.exists():
+        raise CorruptRunError(f"no checkpoint for seed {seed} in {run_dir}; seeds in this run: {meta['seeds']}")
+    try:
+        return eqx.tree_deserialise_leaves(str(path), init_model(config, jax.random.key(0)))
+    except Exception as e:
+        raise CorruptRunError(f"checkpoint {path} is corrupt ({type(e).__name__}); retrain with `mesalab run`") from None
+
+
+def load_run_config(run_dir: Path) -> dict:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise CorruptRunError(f"{run_dir} is not a mesalab run folder (no config.json); pass the folder `mesalab run` wrote")
+    try:
+        meta = json.loads(path.read_text())
+        meta["task"], meta["ppo"], meta["seeds"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CorruptRunError(f"{path} is malformed ({type(e).__name__}: {e}); rerun `mesalab run`") from None
+    return meta
+
+
+def result_rows(config, meta: dict, results: list[SeedResult], eval_settings: EvalSettings) -> dict[str, list[tuple]]:
+    from mesalab.diagnostics import classify, evaluation_levels, summarise
+    from mesalab.diagnostics.shift import outcome_names
+    from mesalab.tasks import get_task
+
+    task = get_task(config.task)
+    proxies = tuple(p.name for p in task.proxies)
+    names = outcome_names(task)
+    rows: dict[str, list[tuple]] = {k: [] for k in
+                                    ["runs", "training_curves", "evaluations", "outcomes", "competence", "verdicts",
+                                     "levels", "trajectories"]}
+    for r in results:
+        rows["runs"].append((r.seed, config.task, dumps(config.to_dict()), dumps(meta["versions"]), meta["created"]))
+        steps = r.metrics["env_steps"]
+        for name, values in r.metrics.items():
+            if name == "env_steps":
+                continue
+            for i, v in enumerate(values):
+                rows["training_curves"].append((r.seed, i, int(steps[i]), name, float(v)))
+        for split, ep in r.episodes.items():
+            s = summarise(task, ep, split)
+            for j, o in enumerate(s.objectives):
+                rows["evaluations"].append((r.seed, split, o.name, j == 0, s.n_episodes, o.competent_rate,
+                                            o.competent_ci[0], o.competent_ci[1], o.reach_rate, o.mean_return,
+                                            o.mean_optimal, o.normalised_return))
+            for name, count in zip(s.outcome_names, s.outcome_counts):
+                rows["outcomes"].append((r.seed, split, name, count))
+            rows["competence"].append((r.seed, split, s.competence_rate, *s.competence_ci))
+            if split == "test":
+                v = classify(s, proxies)
+                rows["verdicts"].append((r.seed, v.label, v.proxy, v.confidence, dumps(v.class_probabilities),
+                                         v.n_episodes))
+            for lvl in range(min(N_DRAWN_LEVELS, ep.length.shape[0])):
+                n = int(ep.length[lvl]) + 1
+                rows["trajectories"].append((r.seed, split, lvl, ep.positions[lvl, :n, 0].tolist(),
+                                             ep.positions[lvl, :n, 1].tolist(), names[int(ep.outcome[lvl])]))
+    for split in ("train", "test"):
+        params = evaluation_levels(task, split, eval_settings.episodes, eval_settings.level_seed)
+        grid = np.asarray(params.grid[:N_DRAWN_LEVELS])
+        start = np.asarray(params.start[:N_DRAWN_LEVELS])
+        for lvl in range(grid.shape[0]):
+            h, w, c = grid[lvl].shape
+            rows["levels"].append((split, lvl, h, w, c, grid[lvl].reshape(-1).tolist(), int(start[lvl, 0]),
+                                   int(start[lvl, 1])))
+    return rows

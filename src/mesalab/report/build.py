@@ -1,0 +1,104 @@
+"""Build ``report.html`` (self-contained: figures inlined as base64 PNG) from a run folder."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from mesalab.report import figures as F
+from mesalab.results.store import open_results, query
+
+
+def _pct(rate: float, lo: float, hi: float) -> str:
+    return f"{rate:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def build_report(run_dir: Path) -> Path:
+    from mesalab.pipeline import load_run_config
+    from mesalab.tasks import get_task
+
+    run_dir = Path(run_dir)
+    meta = load_run_config(run_dir)
+    task = get_task(meta["task"])
+    con = open_results(run_dir)
+    try:
+        curves = query(con, "SELECT * FROM training_curves ORDER BY seed, update_index")
+        evaluations = query(con, "SELECT * FROM evaluations ORDER BY seed, split DESC, is_base DESC, objective")
+        outcomes = query(con, "SELECT * FROM outcomes ORDER BY seed")
+        competence = query(con, "SELECT * FROM competence")
+        verdicts = query(con, "SELECT * FROM verdicts ORDER BY seed")
+        levels = query(con, "SELECT * FROM levels ORDER BY split, level")
+        trajs = query(con, "SELECT * FROM trajectories")
+    finally:
+        con.close()
+
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    first_seed = verdicts[0]["seed"]
+    figs = [
+        ("Learning curves", "Success rate and return on the training distribution during PPO training, per seed.",
+         F.learning_curves(curves, fig_dir / "learning_curves.png")),
+        ("Train vs test", "Competent-pursuit rate of the base objective and each proxy on the training and the "
+         "shifted test distribution: bars are the mean over seeds, points each seed with its 95% Wilson interval.",
+         F.shift_rates(evaluations, fig_dir / "shift_rates.png")),
+        ("Test outcomes", "What each seed's test episodes pursued: the base objective, a proxy, or nothing "
+         "competently ('other').", F.outcome_shares(outcomes, fig_dir / "outcomes.png")),
+        ("Trajectories on training levels", f"Seed {first_seed}; circle = start, x = end.",
+         F.trajectories(levels, trajs, "train", first_seed, fig_dir / "trajectories_train.png")),
+        ("Trajectories on test levels", f"Seed {first_seed}; circle = start, x = end.",
+         F.trajectories(levels, trajs, "test", first_seed, fig_dir / "trajectories_test.png")),
+    ]
+    figures = [{"title": t, "caption": c, "data": base64.b64encode(p.read_bytes()).decode()} for t, c, p in figs]
+
+    comp = {(r["seed"], r["split"]): r for r in competence}
+    seed_rows = []
+    for v in verdicts:
+        s = v["seed"]
+        ev = {(r["split"], r["objective"]): r for r in evaluations if r["seed"] == s}
+        base = task.base_objective.name
+        tr, te = ev[("train", base)], ev[("test", base)]
+        c = comp[(s, "test")]
+        label = v["label"] + (f" toward '{v['proxy']}'" if v["proxy"] else "")
+        seed_rows.append({
+            "seed": s,
+            "train": _pct(tr["competent_rate"], tr["ci_low"], tr["ci_high"]),
+            "base": _pct(te["competent_rate"], te["ci_low"], te["ci_high"]),
+            "proxies": [_pct(ev[("test", p.name)]["competent_rate"], ev[("test", p.name)]["ci_low"],
+                             ev[("test", p.name)]["ci_high"]) for p in task.proxies],
+            "competence": _pct(c["rate"], c["ci_low"], c["ci_high"]),
+            "verdict": label,
+            "css": v["label"].split()[0].split("-")[0],
+            "confidence": f"{v['confidence']:.2f}",
+        })
+    env = Environment(loader=PackageLoader("mesalab.report", "templates"), autoescape=select_autoescape())
+    html = env.get_template("report.html.j2").render(
+        task={"name": task.name, "description": task.description, "base": task.base_objective.description,
+              "intended": task.intended_objective.description, "proxies": [p.description for p in task.proxies]},
+        created=meta.get("created", "?"),
+        n_seeds=len(verdicts),
+        episodes=meta["eval"]["episodes"],
+        summary=verdict_summary(verdicts),
+        seed_rows=seed_rows,
+        figures=figures,
+        evaluations=evaluations,
+        config_json=json.dumps({"ppo": meta["ppo"], "seeds": meta["seeds"], "eval": meta["eval"]}, indent=2),
+        versions_json=json.dumps(meta.get("versions", {}), indent=2),
+    )
+    out = run_dir / "report.html"
+    tmp = out.with_suffix(".html.partial")
+    tmp.write_text(html)
+    tmp.replace(out)
+    return out
+
+
+def verdict_summary(verdicts: list[dict]) -> str:
+    """One sentence: how many seeds fell in each class."""
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        label = v["label"] + (f" toward '{v['proxy']}'" if v["proxy"] else "")
+        counts[label] = counts.get(label, 0) + 1
+    parts = [f"{n} of {len(verdicts)} seed(s) {label}" for label, n in sorted(counts.items(), key=lambda x: -x[1])]
+    return "; ".join(parts) + "."

@@ -1,0 +1,1 @@
+"""Run folders: config, versions, DuckDB results, checkpoints."""

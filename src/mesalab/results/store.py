@@ -1,0 +1,80 @@
+"""The results database of a run folder (DuckDB).
+
+A run's results are written in one transaction into ``results.duckdb.partial`` which is then renamed to
+``results.duckdb``: an interrupted run leaves either no database or a complete one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import duckdb
+
+from mesalab.errors import CorruptRunError
+
+DB_NAME = "results.duckdb"
+
+SCHEMA = """
+CREATE TABLE runs (seed INTEGER PRIMARY KEY, task VARCHAR, config JSON, versions JSON, created VARCHAR);
+CREATE TABLE training_curves (seed INTEGER, update_index INTEGER, env_steps BIGINT, metric VARCHAR, value DOUBLE);
+CREATE TABLE evaluations (seed INTEGER, split VARCHAR, objective VARCHAR, is_base BOOLEAN, n_episodes INTEGER,
+    competent_rate DOUBLE, ci_low DOUBLE, ci_high DOUBLE, reach_rate DOUBLE, mean_return DOUBLE,
+    mean_optimal DOUBLE, normalised_return DOUBLE);
+CREATE TABLE outcomes (seed INTEGER, split VARCHAR, outcome VARCHAR, count INTEGER);
+CREATE TABLE competence (seed INTEGER, split VARCHAR, rate DOUBLE, ci_low DOUBLE, ci_high DOUBLE);
+CREATE TABLE verdicts (seed INTEGER PRIMARY KEY, label VARCHAR, proxy VARCHAR, confidence DOUBLE,
+    class_probabilities JSON, n_episodes INTEGER);
+CREATE TABLE levels (split VARCHAR, level INTEGER, height INTEGER, width INTEGER, channels INTEGER,
+    grid BOOLEAN[], start_row INTEGER, start_col INTEGER);
+CREATE TABLE trajectories (seed INTEGER, split VARCHAR, level INTEGER, rows INTEGER[], cols INTEGER[], outcome VARCHAR);
+"""
+
+
+def write_results(run_dir: Path, rows: dict[str, list[tuple]]) -> Path:
+    """Create the run's database from ``rows`` (table name -> list of row tuples) atomically."""
+    final = Path(run_dir) / DB_NAME
+    tmp = final.with_suffix(".duckdb.partial")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        if p.exists():
+            p.unlink()
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(SCHEMA)
+        for table, values in rows.items():
+            if values:
+                marks = ", ".join("?" * len(values[0]))
+                con.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    os.replace(tmp, final)
+    return final
+
+
+def open_results(run_dir: Path) -> duckdb.DuckDBPyConnection:
+    """Open a run's database read-only, with a one-line error if it is missing or corrupt."""
+    path = Path(run_dir) / DB_NAME
+    if not path.exists():
+        raise CorruptRunError(f"{path} not found: the run did not finish; rerun `mesalab run` for it")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        con.execute("SELECT count(*) FROM verdicts").fetchone()
+        return con
+    except duckdb.Error as e:
+        raise CorruptRunError(
+            f"{path} is not a readable mesalab results database ({type(e).__name__}); rerun `mesalab run`"
+        ) from None
+
+
+def query(con, sql: str, *params) -> list[dict]:
+    cur = con.execute(sql, list(params))
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)

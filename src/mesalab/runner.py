@@ -1,0 +1,173 @@
+"""Run training + shift evaluation for several seeds.
+
+The contract is ``vmap`` over seeds (right on a GPU). On a multi-core CPU, XLA with several threads
+deadlocked on vmapped PPO (jax 0.10.2, reproduced here: ``benchmarks/vmap_hang_probe.py``), while a process
+pinned to one core runs fine; so on CPU the seeds are split over worker processes, one pinned per core,
+each vmapping its share. ``workers=0`` runs everything in this process (use it on a GPU).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue as queue_mod
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from mesalab.errors import MesalabError
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    episodes: int = 1000  # test (and train) episodes per seed, one per level
+    level_seed: int = 12345  # seed of the evaluation level pools (shared by all seeds: paired comparisons)
+    greedy: bool = False  # evaluate the argmax action instead of sampling from the policy
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    model_leaves: list  # numpy arrays of the model's array leaves (eqx.filter(model, eqx.is_array))
+    metrics: dict  # name -> np.ndarray[num_updates]
+    episodes: dict  # split -> Episodes (numpy)
+
+
+def train_and_evaluate_group(config_dict: dict, seeds: list[int], eval_settings: EvalSettings,
+                             progress: Callable[[int], None] | None = None) -> list[SeedResult]:
+    """Train ``seeds`` as one vmapped, jitted run and evaluate each on the train and test pools."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from mesalab.diagnostics import evaluate, evaluation_levels, model_policy
+    from mesalab.optimizers import PPOConfig, check_finite, make_train
+    from mesalab.tasks import get_task
+
+    config = PPOConfig(**config_dict)
+    task = get_task(config.task)
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+    models, metrics = jax.jit(jax.vmap(make_train(config, progress)))(keys)
+    metrics = jax.tree_util.tree_map(np.asarray, metrics)
+    check_finite(metrics, config.lr)
+
+    episodes = {}
+    for split in ("train", "test"):
+        params = evaluation_levels(task, split, eval_settings.episodes, eval_settings.level_seed)
+
+        @eqx.filter_jit
+        def run(models, keys, params=params):
+            return eqx.filter_vmap(
+                lambda m, k: evaluate(task, model_policy(m, task.obs_mode, eval_settings.greedy), params, k)
+            )(models, keys)
+
+        eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(keys)
+        episodes[split] = jax.tree_util.tree_map(np.asarray, run(models, eval_keys))
+
+    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(models, eqx.is_array))]
+    out = []
+    for i, seed in enumerate(seeds):
+        out.append(
+            SeedResult(
+                seed=int(seed),
+                model_leaves=[leaf[i] for leaf in leaves],
+                metrics={k: v[i] for k, v in metrics.items()},
+                episodes={s: type(e)(*(x[i] for x in e)) for s, e in episodes.items()},
+            )
+        )
+    return out
+
+
+def _worker(core: int | None, config_dict: dict, seeds: list[int], eval_settings: EvalSettings, q) -> None:
+    if core is not None:
+        os.sched_setaffinity(0, {core})  # before JAX starts its thread pool
+    try:
+        last = [0]
+
+        def progress(n):
+            if n != last[0]:
+                last[0] = n
+                q.put(("progress", core, n))
+
+        res = train_and_evaluate_group(config_dict, seeds, eval_settings, progress)
+        q.put(("result", core, res))
+    except MesalabError as e:
+        q.put(("error", core, str(e)))
+    except BaseException as e:  # pragma: no cover - reported to the parent
+        q.put(("error", core, f"worker failed: {type(e).__name__}: {e}"))
+
+
+def available_cores() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def default_workers(n_seeds: int) -> int:
+    """One pinned worker per core on CPU (at most one per seed); 0 (in-process) on an accelerator."""
+    if os.environ.get("MESALAB_WORKERS"):
+        return int(os.environ["MESALAB_WORKERS"])
+    import jax
+
+    if jax.default_backend() != "cpu":
+        return 0
+    return max(1, min(len(available_cores()), n_seeds))
+
+
+def train_and_evaluate(config_dict: dict, seeds: list[int], eval_settings: EvalSettings,
+                       workers: int | None = None,
+                       on_progress: Callable[[int], None] | None = None) -> list[SeedResult]:
+    """Train and evaluate every seed; ``on_progress(total_updates_done)`` is called as training advances.
+
+    Returns results in the order of ``seeds``. Raises :class:`MesalabError` with the worker's message if any
+    worker fails.
+    """
+    if workers is None:
+        workers = default_workers(len(seeds))
+    if workers == 0:
+        return train_and_evaluate_group(config_dict, seeds, eval_settings, on_progress)
+    workers = min(workers, len(seeds))
+    groups = [list(g) for g in np.array_split(np.asarray(seeds), workers)]
+    cores = available_cores()
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = []
+    for i, group in enumerate(groups):
+        core = cores[i % len(cores)] if len(cores) > 1 else None
+        p = ctx.Process(target=_worker, args=(core, config_dict, [int(s) for s in group], eval_settings, q),
+                        daemon=True)
+        p.start()
+        procs.append((core, p))
+    done_updates = {core: 0 for core, _ in procs}
+    results: list[SeedResult] = []
+    finished = 0
+    try:
+        while finished < len(procs):
+            try:
+                kind, core, payload = q.get(timeout=5)
+            except queue_mod.Empty:
+                dead = [p for _, p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+                if dead:
+                    raise MesalabError(
+                        f"a training worker exited with code {dead[0].exitcode} (out of memory?); "
+                        "rerun with fewer --seeds or --workers 1"
+                    )
+                continue
+            if kind == "progress":
+                done_updates[core] = payload
+                if on_progress:
+                    on_progress(sum(done_updates.values()))
+            elif kind == "result":
+                results.extend(payload)
+                finished += 1
+            else:
+                raise MesalabError(payload)
+    finally:
+        for _, p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join(timeout=5)
+    order = {s: i for i, s in enumerate(seeds)}
+    return sorted(results, key=lambda r: order[r.seed])
