@@ -19,6 +19,7 @@ from mesalab.tasks.objectives import corner_region
 T = {name: i for i, name in enumerate(OBJECT_TYPES)}
 C = {name: i for i, name in enumerate(COLOURS)}
 DISTRACTOR_TYPES = jnp.array([T["key"], T["ball"], T["box"]], jnp.int32)
+RED_DOOR_DISTRACTORS = jnp.array([T["ball"], T["box"]], jnp.int32)  # keys appear only as the red test object
 NON_RED = jnp.array([C["blue"], C["green"], C["yellow"]], jnp.int32)
 
 
@@ -68,14 +69,15 @@ def _place(key: jax.Array, free: jax.Array, first_mask: jax.Array, n: int) -> ja
 
 
 def red_door_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Level:
-    """One door plus distractors (keys/balls/boxes). Ordinary levels: the door is red, distractors never are.
-    Disambiguating levels (probability alpha): the door is blue and one distractor is red."""
+    """One door plus distractors (balls/boxes in blue, green or yellow). Ordinary levels: the door is red and
+    nothing else is. Disambiguating levels (probability alpha): the door is blue and a red key is present."""
     kw, kp, kt, kc, ka = jax.random.split(key, 5)
     walls = generate_walls(kw, shape.height, shape.width, dist.wall_density)
     k = shape.max_objects
     cells = _place(kp, ~walls, jnp.ones_like(walls), k + 1)
     disamb = jax.random.uniform(ka) < dist.alpha
-    types = jnp.concatenate([jnp.array([T["door"]]), jax.random.choice(kt, DISTRACTOR_TYPES, (k - 1,))])
+    types = jnp.concatenate([jnp.array([T["door"]]), jax.random.choice(kt, RED_DOOR_DISTRACTORS, (k - 1,))])
+    types = types.at[1].set(jnp.where(disamb, T["key"], types[1]))
     colours = jax.random.choice(kc, NON_RED, (k,))
     colours = colours.at[0].set(jnp.where(disamb, C["blue"], C["red"]))
     colours = colours.at[1].set(jnp.where(disamb, C["red"], colours[1]))

@@ -145,7 +145,8 @@ class GridEnv:
         cell = params.grid[lvl, pos[0], pos[1]]
         on_object = jnp.any(cell[1 : 1 + len(OBJECT_TYPES)])
         success = params.base_target[lvl, pos[0], pos[1]]
-        reward = jnp.where(success, 1.0 - 0.9 * t / params.max_steps, 0.0).astype(jnp.float32)
+        frac = t.astype(jnp.float32) / jnp.asarray(params.max_steps).astype(jnp.float32)
+        reward = jnp.where(success, 1.0 - 0.9 * frac, 0.0).astype(jnp.float32)
         done = on_object | success | (t >= params.max_steps)
         return EnvState(level=lvl, pos=pos, t=t), reward, done, success
 

@@ -94,8 +94,10 @@ def shortest_path_length(
 
 def return_for_length(length: jax.Array, max_steps: jax.Array) -> jax.Array:
     """The environment's return for first reaching a target after ``length`` steps (0 if never)."""
-    ok = length <= max_steps
-    return jnp.where(ok, 1.0 - 0.9 * length / max_steps, 0.0).astype(jnp.float32)
+    length = jnp.asarray(length, jnp.int32)
+    max_steps = jnp.asarray(max_steps, jnp.int32)
+    frac = length.astype(jnp.float32) / max_steps.astype(jnp.float32)
+    return jnp.where(length <= max_steps, 1.0 - 0.9 * frac, 0.0).astype(jnp.float32)
 
 
 def optimal_return(
