@@ -96,6 +96,12 @@ def run(
     from mesalab.runner import default_workers
 
     n_workers = default_workers(seeds) if workers is None else workers
+    if n_workers == 0:
+        # in-process training blocks inside XLA where Python's Ctrl-C handler cannot run: let SIGINT end the
+        # process at once (safe: config, checkpoints, database and report are all written atomically)
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     total = cfg.num_updates * max(1, min(n_workers, seeds))
     console.print(f"[bold]mesalab run {task}[/]: {seeds} seed(s) x {cfg.num_updates * cfg.steps_per_update:,} steps, "
                   f"{episodes} test episodes per seed, {max(n_workers, 1)} worker(s)")
@@ -163,7 +169,12 @@ def report(run_dir: Path = typer.Argument(..., help="a run folder written by `me
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and rv != 0:  # typer returns exit codes (130 for Ctrl-C) in this mode
+            if rv == 130:
+                err_console.print("interrupted: finished results are kept; unfinished ones were not written",
+                                  markup=False)
+            return rv
     except MesalabError as e:
         err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         return 2

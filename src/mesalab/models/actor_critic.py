@@ -57,7 +57,7 @@ def conv3x3(x: jax.Array, weight: jax.Array, bias: jax.Array) -> jax.Array:
     h, w, _ = x.shape
     p = jnp.pad(x, ((1, 1), (1, 1), (0, 0)))
     patches = jnp.concatenate([p[i : i + h, j : j + w] for i in range(3) for j in range(3)], axis=-1)
-    return patches @ weight + bias
+    return patches @ weight + bias[None, None, :]
 
 
 class CNNActorCritic(eqx.Module):

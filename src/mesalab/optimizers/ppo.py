@@ -179,7 +179,8 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
     dist = task.train
 
     def lr_schedule(count):
-        frac = 1.0 - (count // (config.num_minibatches * config.update_epochs)) / n_updates
+        done = (count // (config.num_minibatches * config.update_epochs)).astype(jnp.float32)
+        frac = 1.0 - done / jnp.float32(n_updates)
         return config.lr * frac if config.anneal_lr else config.lr
 
     optimizer = optax.chain(
@@ -196,7 +197,8 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
         k_model, k_levels, k_env, k_loop = jax.random.split(key, 4)
         model = init_model(config, k_model)
         params, static = eqx.partition(model, eqx.is_array)
-        opt_state = optimizer.init(params)
+        with jax.numpy_dtype_promotion("standard"):
+            opt_state = optimizer.init(params)
         if unlimited:
             fresh, _ = task.sample_params(k_levels, dist, config.pool_size)
             # same layout as every later pool: n_env carried-over slots, then the fresh levels
@@ -267,7 +269,8 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
                 def minibatch(c, mb):
                     params, opt_state = c
                     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *mb)
-                    updates, opt_state = optimizer.update(grads, opt_state, params)
+                    with jax.numpy_dtype_promotion("standard"):  # optax mixes python floats and int32 counts
+                        updates, opt_state = optimizer.update(grads, opt_state, params)
                     return (optax.apply_updates(params, updates), opt_state), (loss, *aux)
 
                 return jax.lax.scan(minibatch, (params, opt_state), mbs)
@@ -283,8 +286,8 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
                 "env_steps": (upd_idx + 1) * batch,
                 "episodes": n_done,
                 "episode_return": jnp.where(n_done > 0, (ep_rets * done).sum() / safe, nan),
-                "success_rate": jnp.where(n_done > 0, (traj.success * done).sum() / safe, nan),
-                "episode_length": jnp.where(n_done > 0, (ep_lens * done).sum() / safe, nan),
+                "success_rate": jnp.where(n_done > 0, (traj.success.astype(jnp.float32) * done).sum() / safe, nan),
+                "episode_length": jnp.where(n_done > 0, (ep_lens.astype(jnp.float32) * done).sum() / safe, nan),
                 "loss": losses[0].mean(),
                 "policy_loss": losses[1].mean(),
                 "value_loss": losses[2].mean(),

@@ -1,0 +1,181 @@
+"""End-to-end: the CLI, the run folder, the results database and the HTML report in headless Chromium."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SMALL = {"num_envs": 16, "rollout_len": 32, "width": 32, "depth": 1, "pool_size": 64, "total_steps": 4096}
+
+
+def mesalab(*args, timeout=600, **kw):
+    return subprocess.run([sys.executable, "-m", "mesalab", *args], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["run", "blue-door"], r"unknown task 'blue-door'; choose one of: .*mesalab tasks"),
+        (["run", "red-door", "--seeds", "x"], r"Invalid value for '--seeds'.*--help"),
+        (["run", "red-door", "--seeds", "0"], r"--seeds must be at least 1"),
+        (["run", "red-door", "--episodes", "-3"], r"--episodes must be at least 1"),
+        (["run", "red-door", "--frobnicate"], r"No such option.*--help"),
+        (["report", "/nonexistent/run"], r"is not a folder"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, pattern):
+    out = mesalab(*args, timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_malformed_config_files(tmp_path):
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{lr: 0.1")
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"learning_rate": 0.1}))
+    wrong_type = tmp_path / "wrong.json"
+    wrong_type.write_text(json.dumps({"num_envs": "many"}))
+    for path, pattern in [(bad_json, "not valid JSON"), (unknown, "unknown config key"), (wrong_type, "must be int"),
+                          (tmp_path / "missing.json", "not found")]:
+        out = mesalab("run", "red-door", "--config", str(path), timeout=120)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and pattern in out.stderr, out.stderr
+
+
+def test_tasks_lists_families():
+    out = mesalab("tasks", timeout=120)
+    assert out.returncode == 0
+    for name in ["red-door", "corner-goal", "maze"]:
+        assert name in out.stdout
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run") / "red-door-small"
+    cfg = d.parent / "small.json"
+    cfg.write_text(json.dumps(SMALL))
+    out = mesalab("run", "red-door", "--seeds", "2", "--episodes", "60", "--out", str(d), "--config", str(cfg))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Verdict:" in out.stdout
+    return d
+
+
+def test_run_folder_contents(run_dir):
+    import duckdb
+
+    meta = json.loads((run_dir / "config.json").read_text())
+    assert meta["seeds"] == [0, 1] and meta["ppo"]["num_envs"] == 16 and "jax" in meta["versions"]
+    assert (run_dir / "checkpoints" / "seed-0.eqx").exists() and (run_dir / "checkpoints" / "seed-1.eqx").exists()
+    con = duckdb.connect(str(run_dir / "results.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM verdicts").fetchone()[0] == 2
+    n = con.execute("SELECT DISTINCT n_episodes FROM evaluations").fetchall()
+    assert n == [(60,)]
+    splits = {r[0] for r in con.execute("SELECT DISTINCT split FROM evaluations").fetchall()}
+    assert splits == {"train", "test"}
+    assert con.execute("SELECT count(*) FROM training_curves WHERE metric='success_rate'").fetchone()[0] == 2 * 8
+    con.close()
+
+
+def test_same_config_and_seed_give_identical_numbers(run_dir, tmp_path):
+    import duckdb
+
+    d2 = tmp_path / "again"
+    cfg = tmp_path / "small.json"
+    cfg.write_text(json.dumps(SMALL))
+    out = mesalab("run", "red-door", "--seeds", "1", "--episodes", "60", "--out", str(d2), "--config", str(cfg),
+                  "--workers", "1")
+    assert out.returncode == 0, out.stderr[-2000:]
+    q = "SELECT split, objective, competent_rate, mean_return FROM evaluations WHERE seed=0 ORDER BY split, objective"
+    a = duckdb.connect(str(run_dir / "results.duckdb"), read_only=True).execute(q).fetchall()
+    b = duckdb.connect(str(d2 / "results.duckdb"), read_only=True).execute(q).fetchall()
+    assert a == b
+
+
+def test_checkpoint_roundtrip_and_corrupt_checkpoint(run_dir, tmp_path):
+    import jax
+
+    from mesalab.errors import CorruptRunError
+    from mesalab.pipeline import load_model
+
+    model = load_model(run_dir, 0)
+    obs = jax.numpy.zeros((17, 17, 10), bool)
+    (logits, value), acts = model(obs)
+    assert logits.shape == (4,) and "hidden_0" in acts
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "checkpoints" / "seed-0.eqx").write_bytes(b"garbage")
+    with pytest.raises(CorruptRunError, match="corrupt"):
+        load_model(broken, 0)
+
+
+def test_report_rerender_and_corrupt_database(run_dir, tmp_path):
+    (run_dir / "report.html").unlink()
+    out = mesalab("report", str(run_dir), timeout=300)
+    assert out.returncode == 0 and (run_dir / "report.html").exists()
+    broken = tmp_path / "broken-db"
+    shutil.copytree(run_dir, broken)
+    (broken / "results.duckdb").write_bytes(b"not a database at all" * 100)
+    out = mesalab("report", str(broken), timeout=300)
+    assert out.returncode == 2 and "rerun `mesalab run`" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_results_write_is_atomic(tmp_path):
+    from mesalab.results.store import write_results
+
+    with pytest.raises(Exception):
+        write_results(tmp_path, {"verdicts": [(0, "x")]})  # wrong arity: fails mid-transaction
+    assert not (tmp_path / "results.duckdb").exists()
+
+
+def test_interrupted_run_leaves_no_results_database(tmp_path):
+    d = tmp_path / "interrupted"
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({**SMALL, "total_steps": 2_000_000}))
+    p = subprocess.Popen([sys.executable, "-m", "mesalab", "run", "red-door", "--seeds", "1", "--out", str(d),
+                          "--config", str(cfg), "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (d / "config.json").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=120)
+    assert p.returncode == 130, p.stderr.read()[-2000:]
+    assert (d / "config.json").exists() and not (d / "results.duckdb").exists()
+    out = mesalab("report", str(d), timeout=120)
+    assert out.returncode == 2 and "did not finish" in out.stderr
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_report_renders_in_headless_chromium_with_every_figure(run_dir, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("MESALAB_REQUIRE_CHROMIUM"):
+            pytest.fail("chromium is required (MESALAB_REQUIRE_CHROMIUM is set) but not installed")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+           (run_dir / "report.html").as_uri()]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    m = re.search(r'data-figures-loaded="(\d+)/(\d+)"', out.stdout)
+    assert m, out.stdout[:500] + out.stderr[-1000:]
+    loaded, total = int(m.group(1)), int(m.group(2))
+    assert total == 5 and loaded == total
