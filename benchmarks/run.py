@@ -1,0 +1,135 @@
+"""mesalab benchmarks: environment throughput, end-to-end PPO throughput, and the vmap-over-seeds hazard probe.
+
+Usage (writes JSON, prints a summary):
+
+    taskset -c 0 python benchmarks/run.py --out benchmarks/results/cpu.json
+
+Pin to one core with taskset so "per core" numbers mean what they say. Each number is measured here, now;
+nothing is hard-coded. The hang probe runs vmapped PPO with two XLA threads in a subprocess with a timeout
+(see design.md: it deadlocked on two cores with jax 0.10.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+
+def env_throughput(task_name: str, n_envs: int = 4096, n_steps: int = 200, repeats: int = 3) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from mesalab.tasks import get_task
+
+    task = get_task(task_name)
+    env = task.env
+    params = task.sample_params_checked(jax.random.key(0), "train", 1024)
+
+    @jax.jit
+    def run(key):
+        obs, st = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, n_envs), params)
+
+        def body(c, k):
+            st, acc = c
+            ka, ks = jax.random.split(k)
+            a = jax.random.randint(ka, (n_envs,), 0, 4)
+            obs, st, r, d, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(jax.random.split(ks, n_envs), st, a, params)
+            # consume the whole observation so none of it is optimised away
+            return (st, acc + r.sum() + obs.sum(dtype=jnp.int32).astype(jnp.float32)), None
+
+        (_, acc), _ = jax.lax.scan(body, (st, jnp.float32(0)), jax.random.split(key, n_steps))
+        return acc
+
+    run(jax.random.key(1)).block_until_ready()
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        run(jax.random.key(2 + i)).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    best = min(times)
+    return {"task": task_name, "obs_mode": env.obs_mode, "n_envs": n_envs, "n_steps": n_steps,
+            "steps_per_s_best": n_envs * n_steps / best, "steps_per_s_median": n_envs * n_steps / sorted(times)[len(times) // 2]}
+
+
+def ppo_throughput(total_steps: int = 262_144) -> dict:
+    import jax
+
+    from mesalab.optimizers import PPOConfig, make_train
+
+    cfg = PPOConfig(total_steps=total_steps)
+    train = jax.jit(make_train(cfg))
+    t0 = time.perf_counter()
+    compiled = train.lower(jax.random.key(0)).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, m = compiled(jax.random.key(0))
+    jax.block_until_ready(m)
+    dt = time.perf_counter() - t0
+    steps = cfg.num_updates * cfg.steps_per_update
+    return {"task": cfg.task, "model": cfg.model, "width": cfg.width, "depth": cfg.depth, "env_steps": steps,
+            "compile_s": compile_s, "train_s": dt, "env_steps_per_s": steps / dt,
+            "final_success_rate": float(m["success_rate"][-1])}
+
+
+PROBE = """
+import jax
+from mesalab.optimizers import PPOConfig, make_train
+cfg = PPOConfig(total_steps=65536, num_envs=32, rollout_len=32, width=64)
+m = jax.jit(jax.vmap(make_train(cfg)))(jax.random.split(jax.random.key(0), 2))
+jax.block_until_ready(m)
+print("ok")
+"""
+
+
+def vmap_hang_probe(timeout_s: int = 180) -> dict:
+    """Does vmapped PPO over 2 seeds finish with all cores available to XLA?"""
+    cores = sorted(os.sched_getaffinity(0))
+    t0 = time.perf_counter()
+    try:
+        out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=timeout_s)
+        finished = out.returncode == 0 and "ok" in out.stdout
+    except subprocess.TimeoutExpired:
+        finished = False
+    return {"cores_available": len(cores), "timeout_s": timeout_s, "finished": finished,
+            "seconds": time.perf_counter() - t0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="benchmarks/results/cpu.json")
+    ap.add_argument("--skip-probe", action="store_true", help="skip the vmap hang probe")
+    args = ap.parse_args()
+    import jax
+
+    import mesalab
+
+    result = {
+        "mesalab": mesalab.__version__, "jax": jax.__version__, "backend": jax.default_backend(),
+        "cores_pinned": len(os.sched_getaffinity(0)), "platform": platform.platform(),
+        "env": [env_throughput(t) for t in ("red-door", "corner-goal", "maze")],
+        "ppo": ppo_throughput(),
+    }
+    if not args.skip_probe:
+        # the probe needs more than one core to show the hazard: give its subprocess every core
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        result["vmap_seeds_two_threads_probe"] = vmap_hang_probe()
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    for e in result["env"]:
+        print(f"env {e['task']:<12} {e['steps_per_s_best'] / 1e6:6.2f} M steps/s ({e['obs_mode']}, {e['n_envs']} envs)")
+    p = result["ppo"]
+    print(f"ppo {p['task']:<12} {p['env_steps_per_s'] / 1e3:6.1f} k steps/s (compile {p['compile_s']:.1f} s)")
+    if "vmap_seeds_two_threads_probe" in result:
+        print(f"vmap-over-seeds probe on {result['vmap_seeds_two_threads_probe']['cores_available']} cores: "
+              f"{'finished' if result['vmap_seeds_two_threads_probe']['finished'] else 'HUNG (timed out)'}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
