@@ -4,7 +4,7 @@ from collections import deque
 
 import numpy as np
 
-from mesalab.tasks.grid import N_GRID_CHANNELS, OBJECT_TYPES, WALL_CHANNEL
+from mesalab.tasks.grid import OBJECT_TYPES, WALL_CHANNEL
 
 MOVES = [(-1, 0), (0, 1), (1, 0), (0, -1)]
 
@@ -48,6 +48,3 @@ def connected(free: np.ndarray) -> bool:
                 seen.add(n)
                 q.append(n)
     return len(seen) == len(cells)
-
-
-assert N_GRID_CHANNELS > 0

@@ -51,8 +51,6 @@ def test_bfs_agent_return_equals_oracle_optimum(task_name):
 
 def test_env_reward_is_the_base_objective_return():
     """The summed environment reward of an episode equals the base objective's scored return."""
-    from mesalab.diagnostics.policies import model_policy  # noqa: F401  (import check)
-
     task = get_task("red-door")
     params = evaluation_levels(task, "train", 64)
     env = task.env.__class__(task.shape.height, task.shape.width, "global")

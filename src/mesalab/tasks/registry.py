@@ -9,7 +9,6 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mesalab.errors import ConfigError, UnknownTaskError
 from mesalab.tasks.families import (
@@ -191,7 +190,3 @@ def get_task(name: str) -> Task:
 
 def list_tasks() -> list[Task]:
     return list(TASKS.values())
-
-
-def to_numpy(tree):
-    return jax.tree_util.tree_map(np.asarray, tree)
