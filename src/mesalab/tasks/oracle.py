@@ -15,14 +15,8 @@ from mesalab.tasks.grid import WALL_CHANNEL, neighbours, object_cells
 UNREACHABLE = jnp.iinfo(jnp.int32).max // 2
 
 
-def _relax(dist: jax.Array, can_enter: jax.Array, can_leave: jax.Array) -> jax.Array:
-    """Iterate ``d[c] = min(d[c], 1 + min_{n -> c} d[n])`` to a fixed point (forward distances)."""
-
-    def step(d):
-        src = jnp.where(can_leave, d, UNREACHABLE)
-        # a cell c is entered from neighbour n; n's displacement to c is the opposite action
-        best = jnp.min(neighbours(src, UNREACHABLE), axis=0) + 1
-        return jnp.where(can_enter, jnp.minimum(d, best), d)
+def _fixed_point(step, d0: jax.Array) -> jax.Array:
+    """Apply ``step`` until the distance map stops changing (at most H*W sweeps on a grid)."""
 
     def cond(carry):
         d, prev = carry
@@ -32,9 +26,20 @@ def _relax(dist: jax.Array, can_enter: jax.Array, can_leave: jax.Array) -> jax.A
         d, _ = carry
         return step(d), d
 
-    d0 = dist
     d, _ = jax.lax.while_loop(cond, body, (step(d0), d0))
     return d
+
+
+def _relax(dist: jax.Array, can_enter: jax.Array, can_leave: jax.Array) -> jax.Array:
+    """Iterate ``d[c] = min(d[c], 1 + min_{n -> c} d[n])`` to a fixed point (forward distances)."""
+
+    def step(d):
+        src = jnp.where(can_leave, d, UNREACHABLE)
+        # a cell c is entered from neighbour n; n's displacement to c is the opposite action
+        best = jnp.min(neighbours(src, UNREACHABLE), axis=0) + 1
+        return jnp.where(can_enter, jnp.minimum(d, best), d)
+
+    return _fixed_point(step, dist)
 
 
 def distances_from(free: jax.Array, terminal: jax.Array, start: jax.Array) -> jax.Array:
@@ -67,16 +72,7 @@ def distances_to(free: jax.Array, terminal: jax.Array, targets: jax.Array) -> ja
         can_continue = free & ~terminal & ~targets
         return jnp.where(can_continue, jnp.minimum(d, best), d)
 
-    def cond(carry):
-        d, prev = carry
-        return jnp.any(d != prev)
-
-    def body(carry):
-        d, _ = carry
-        return step(d), d
-
-    d, _ = jax.lax.while_loop(cond, body, (step(d0), d0))
-    return d
+    return _fixed_point(step, d0)
 
 
 def terminal_cells(grid: jax.Array, base_target: jax.Array) -> jax.Array:
