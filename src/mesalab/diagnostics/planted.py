@@ -14,7 +14,8 @@ import jax.numpy as jnp
 from mesalab.diagnostics.policies import Policy
 from mesalab.tasks.grid import AGENT_CHANNEL, N_GRID_CHANNELS
 from mesalab.tasks.objectives import Objective
-from mesalab.tasks.oracle import bfs_action
+from mesalab.tasks.grid import WALL_CHANNEL, neighbours
+from mesalab.tasks.oracle import UNREACHABLE, bfs_action, distances_to, terminal_cells
 from mesalab.tasks.registry import Task
 
 
@@ -31,11 +32,20 @@ def bfs_agent(task: Task, objective: Objective) -> Policy:
         base_target = task.base_objective.target_map(grid)
         return bfs_action(grid, pos, base_target, objective.target_map(grid), key)
 
-    return Policy(f"bfs->{objective.name}", act, "global")
+    def log_probs(obs):  # uniform over the actions on a shortest path (the tie-breaking of bfs_action)
+        grid, pos = _split_obs(obs)
+        base_target = task.base_objective.target_map(grid)
+        d = distances_to(~grid[..., WALL_CHANNEL], terminal_cells(grid, base_target), objective.target_map(grid))
+        nb = neighbours(d, UNREACHABLE)[:, pos[0], pos[1]]
+        best = nb == jnp.min(nb)
+        return jnp.where(best, -jnp.log(jnp.sum(best).astype(jnp.float32)), -jnp.inf)
+
+    return Policy(f"bfs->{objective.name}", act, "global", log_probs)
 
 
 def random_agent() -> Policy:
-    return Policy("random", lambda obs, key: jax.random.randint(key, (), 0, 4), "global")
+    return Policy("random", lambda obs, key: jax.random.randint(key, (), 0, 4), "global",
+                  lambda obs: jnp.full((4,), -jnp.log(4.0)))
 
 
 def lookup_table_agent(task: Task, seed: int = 0) -> Policy:
@@ -45,7 +55,11 @@ def lookup_table_agent(task: Task, seed: int = 0) -> Policy:
         _, pos = _split_obs(obs)
         return table[pos[0], pos[1]]
 
-    return Policy(f"lookup-table({seed})", act, "global")
+    def log_probs(obs):
+        _, pos = _split_obs(obs)
+        return jnp.where(jnp.arange(4) == table[pos[0], pos[1]], 0.0, -jnp.inf)
+
+    return Policy(f"lookup-table({seed})", act, "global", log_probs)
 
 
 def planted_agents(task: Task) -> dict[str, Policy]:

@@ -32,6 +32,7 @@ class Episodes(NamedTuple):
     """One episode per level of the pool (arrays with a leading level axis)."""
 
     positions: jax.Array  # int32[n, T+1, 2] agent cell after each step (frozen after the episode ends)
+    actions: jax.Array  # int32[n, T] action taken at each step (entries from ``length`` on are padding)
     length: jax.Array  # int32[n] steps taken
     first_reach: jax.Array  # int32[n, K]
     shortest: jax.Array  # int32[n, K]
@@ -42,7 +43,7 @@ class Episodes(NamedTuple):
 
 def rollout(env: GridEnv, act, params: EnvParams, level: jax.Array, key: jax.Array, n_steps: int):
     """One episode of at most ``n_steps`` on pool entry ``level`` without auto-reset:
-    ``(positions[n_steps + 1, 2], length)``."""
+    ``(positions[n_steps + 1, 2], actions[n_steps], length)``."""
     state = EnvState(level=level, pos=params.start[level], t=jnp.zeros((), jnp.int32))
 
     def step(carry, k):
@@ -50,11 +51,11 @@ def rollout(env: GridEnv, act, params: EnvParams, level: jax.Array, key: jax.Arr
         action = act(env.observe(state, params), k)
         nxt, _, done, _ = env.step_no_reset(state, action, params)
         state = jax.tree_util.tree_map(lambda a, b: jnp.where(alive, a, b), nxt, state)
-        return (state, alive & ~done), state.pos
+        return (state, alive & ~done), (state.pos, action)
 
-    (final, _), pos = jax.lax.scan(step, (state, jnp.bool_(True)), jax.random.split(key, n_steps))
+    (final, _), (pos, actions) = jax.lax.scan(step, (state, jnp.bool_(True)), jax.random.split(key, n_steps))
     positions = jnp.concatenate([params.start[level][None], pos], axis=0)
-    return positions, final.t
+    return positions, actions, final.t
 
 
 def score_episode(task: Task, params: EnvParams, level: jax.Array, positions: jax.Array, length: jax.Array):
@@ -91,8 +92,8 @@ def evaluate(task: Task, policy: Policy, params: EnvParams, key: jax.Array) -> E
     levels = jnp.arange(n, dtype=jnp.int32)
 
     def one(level, k):
-        positions, length = rollout(env, policy.act, params, level, k, task.max_steps)
-        return (positions, length, *score_episode(task, params, level, positions, length))
+        positions, actions, length = rollout(env, policy.act, params, level, k, task.max_steps)
+        return (positions, actions, length, *score_episode(task, params, level, positions, length))
 
     out = jax.vmap(one)(levels, jax.random.split(key, n))
     return Episodes(*out)

@@ -19,7 +19,8 @@ from mesalab.tasks.families import (
     maze_level,
     red_door_level,
 )
-from mesalab.tasks.grid import EnvParams, GridEnv, Level, level_grid
+from mesalab.tasks.features import FeatureBasis, corners
+from mesalab.tasks.grid import COLOURS, EnvParams, GridEnv, Level, level_grid
 from mesalab.tasks.objectives import Objective
 from mesalab.tasks.oracle import optimal_return
 
@@ -36,6 +37,7 @@ class Task:
     base_objective: Objective
     intended_objective: Objective
     proxies: tuple[Objective, ...]
+    features: FeatureBasis  # the reward basis of inverse RL (behavioral objective)
     dials: dict[str, str] = field(default_factory=dict)
     obs_mode: str = "egocentric"
 
@@ -134,6 +136,7 @@ def _build_registry() -> dict[str, Task]:
             base_objective=door,
             intended_objective=door,
             proxies=(red,),
+            features=FeatureBasis(types=("door", "key", "ball", "box"), colours=COLOURS),
             dials={
                 "alpha": "fraction of disambiguating levels (train 0, test 1)",
                 "wall_density": "fraction of maze walls kept (0.15)",
@@ -152,6 +155,8 @@ def _build_registry() -> dict[str, Task]:
             base_objective=goal,
             intended_objective=goal,
             proxies=(_corner_proxy(k),),
+            # the goal is always green, so a colour feature would only duplicate "goal"
+            features=FeatureBasis(types=("goal",), regions=corners(k)),
             dials={
                 "alpha": "fraction of levels with the goal outside the corner (train 0, test 1)",
                 "corner_k": f"side of the corner region ({k})",
@@ -169,6 +174,7 @@ def _build_registry() -> dict[str, Task]:
             base_objective=goal,
             intended_objective=goal,
             proxies=(),
+            features=FeatureBasis(types=("goal",), regions=corners(3)),
             dials={"wall_density": "fraction of maze walls kept (1.0 = perfect maze)",
                    "n_levels": "distinct training mazes N (set by the trainer; 0 = unlimited)"},
         ),
