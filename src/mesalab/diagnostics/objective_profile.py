@@ -44,12 +44,19 @@ def objective_profile(task, params, episodes, split: str, policy=None, irl_level
 
 
 def describe_feature(task, name: str) -> str:
-    """``"reaching red objects"``; an alias group ``"key=red"`` reads as both, marked inseparable."""
+    """``"reaching red objects"``; an alias group ``"key=red"`` reads as both, marked inseparable; tied
+    groups ``"door~blue"`` read as alternatives the levels do not tell apart."""
     desc = task.features.descriptions
-    parts = name.split("=")
-    if len(parts) == 1:
-        return desc.get(name, name)
-    return " = ".join(desc.get(p, p) for p in parts) + " (inseparable on these levels)"
+
+    def group(g):
+        parts = g.split("=")
+        text = " = ".join(desc.get(p, p) for p in parts)
+        return text + (" (identical on these levels)" if len(parts) > 1 else "")
+
+    tied = name.split("~")
+    if len(tied) == 1:
+        return group(name)
+    return " or ".join(group(g) for g in tied) + " (not told apart by these levels)"
 
 
 def reading(task, b: BehavioralObjective) -> str:

@@ -9,7 +9,11 @@ A reward in the basis is linear: entering cell ``s'`` earns ``w . phi(s')`` wher
 - one indicator per region (``corner:top-right`` ...): the cell lies in that region (earned on every step
   spent there, so a region reward means "go there and stay");
 - ``step``: 1 on every step (its weight is a per-step reward; negative means a cost that urges ending the
-  episode soon).
+  episode soon, by any exit).
+
+A task declares the features that can tell its candidate objectives apart on its levels. Where the goal is
+the only exit (``maze``, ``corner-goal``), a step cost equals "reach the goal sooner" up to a constant on
+every episode that reaches it; the two weights would not be identifiable, so those tasks leave ``step`` out.
 """
 
 from __future__ import annotations
