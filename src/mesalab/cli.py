@@ -1,4 +1,4 @@
-"""The ``mesalab`` command line: ``run``, ``report``, ``tasks``.
+"""The ``mesalab`` command line: ``run``, ``diagnose``, ``report``, ``tasks``.
 
 User errors (unknown task, bad option values, malformed config, corrupt run folder) print one line that
 names the fix and exit with status 2; no traceback.
@@ -153,6 +153,61 @@ def print_summary(run_dir: Path) -> None:
                       *[fmt(get[(s, "test", p.name)]) for p in task.proxies], label)
     console.print(table)
     console.print(f"[bold]Verdict:[/] {verdict_summary(verdicts)}")
+    print_objectives(run_dir)
+    console.print(f"Report: {Path(run_dir) / 'report.html'}")
+
+
+def print_objectives(run_dir: Path) -> None:
+    """The behavioral objective, goal-directedness and optimization power of each seed on the test split."""
+    from mesalab.results.store import has_table, open_results, query
+
+    con = open_results(run_dir)
+    try:
+        if not has_table(con, "behavioral_objectives"):
+            console.print("No behavioral objective in this run; compute it with `mesalab diagnose "
+                          f"{run_dir}`.", markup=False)
+            return
+        objs = query(con, "SELECT * FROM behavioral_objectives ORDER BY seed, split DESC")
+        bits = query(con, "SELECT * FROM optimization_power ORDER BY seed, split DESC, objective")
+    finally:
+        con.close()
+    if not objs:
+        return
+    table = Table(title="What is it optimizing? (behavioral objective by exact MCE-IRL)")
+    for col in ("seed", "split", "dominant feature (w)", "goal-directedness", "bits (base) / ceiling", "bits (proxies)"):
+        table.add_column(col)
+    by = {}
+    for b in bits:
+        by.setdefault((b["seed"], b["split"]), []).append(b)
+    for o in objs:
+        bb = by.get((o["seed"], o["split"]), [])
+        base = [b for b in bb if b["objective"].startswith("base:")]
+        proxies = [b for b in bb if b["objective"].startswith("proxy:")]
+        table.add_row(str(o["seed"]), o["split"], f"{o['dominant']} ({o['dominant_weight']:.2f})",
+                      f"{o['goal_directedness']:.2f}",
+                      " ".join(f"{b['mean_bits']:.1f} / {b['optimal_mean_bits']:.1f}" for b in base),
+                      " ".join(f"{b['objective'][6:]}: {b['mean_bits']:.1f}" for b in proxies) or "-")
+    console.print(table)
+    first_test = next((o for o in objs if o["split"] == "test"), objs[0])
+    console.print(f"[bold]Seed {first_test['seed']} ({first_test['split']}):[/] {first_test['reading']}")
+
+
+@app.command()
+def diagnose(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `mesalab run`"),
+    levels: int = typer.Option(200, "--levels", help="evaluation levels per split used to fit the behavioral objective"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap replicates for the IRL weight intervals"),
+) -> None:
+    """Fit the behavioral objective (exact MCE-IRL), optimization power (bits) and goal-directedness of every
+    seed of a finished run, store them in its database and re-render its report."""
+    from mesalab.pipeline import diagnose_run
+
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a folder; pass a run folder written by `mesalab run`")
+    with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as progress:
+        stage = progress.add_task("loading", total=None)
+        diagnose_run(run_dir, levels, bootstrap, on_stage=lambda s: progress.update(stage, description=s))
+    print_objectives(run_dir)
     console.print(f"Report: {Path(run_dir) / 'report.html'}")
 
 

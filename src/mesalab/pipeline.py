@@ -127,6 +127,80 @@ def load_run_config(run_dir: Path) -> dict:
     return meta
 
 
+def objective_rows(profiles: dict) -> dict[str, list[tuple]]:
+    """Rows of the objective tables from ``{seed: {split: ObjectiveProfile}}``."""
+    from mesalab.results.store import OBJECTIVE_TABLES
+
+    rows: dict[str, list[tuple]] = {k: [] for k in OBJECTIVE_TABLES}
+    for seed, by_split in profiles.items():
+        for split, prof in by_split.items():
+            b = prof.behavioral
+            for i, name in enumerate(b.feature_names):
+                rows["irl_weights"].append((seed, split, name, i, float(b.weights[i]), float(b.normalised[i]),
+                                            float(b.ci_low[i]), float(b.ci_high[i])))
+            rows["behavioral_objectives"].append((
+                seed, split, b.dominant, b.dominant_weight, b.scale, b.fitted_ll, b.uniform_ll, b.ceiling_ll,
+                b.goal_directedness, b.goal_directedness_nats, dumps(b.aliases), dumps(b.absent), b.n_levels,
+                b.n_actions, prof.reading))
+            for c in b.candidates:
+                rows["candidate_likelihoods"].append((seed, split, c.name, c.beta, c.held_out_ll))
+            for bits in prof.bits:
+                edges, counts = bits.histogram
+                rows["optimization_power"].append((seed, split, bits.objective, bits.n_levels, bits.mean, bits.ci[0],
+                                                   bits.ci[1], bits.optimal_mean, bits.fraction_of_ceiling,
+                                                   list(edges), list(counts)))
+                for lvl, (v, o) in enumerate(zip(bits.per_level, bits.per_level_optimal)):
+                    rows["level_bits"].append((seed, split, bits.objective, lvl, float(v), float(o)))
+    return rows
+
+
+def diagnose_run(run_dir: Path, irl_levels: int = 200, bootstrap: int = 1000,
+                 on_stage: Callable[[str], None] | None = None) -> Path:
+    """Recompute the objective profile (behavioral objective, bits, goal-directedness) of every seed of a
+    finished run from its checkpoints, replace those tables in its database (atomically) and re-render the
+    report. The evaluation episodes are replayed with the run's own keys, so they are the run's episodes."""
+    import jax
+    import jax.numpy as jnp
+
+    from mesalab.diagnostics import evaluate, evaluation_levels, model_policy
+    from mesalab.results.store import open_results, replace_tables
+    from mesalab.runner import EvalSettings, profile_seed
+    from mesalab.tasks import get_task
+
+    if irl_levels < 1:
+        raise ConfigError(f"--levels must be at least 1, got {irl_levels}")
+    if bootstrap < 10:
+        raise ConfigError(f"--bootstrap must be at least 10, got {bootstrap}")
+    stage = on_stage or (lambda s: None)
+    run_dir = Path(run_dir)
+    meta = load_run_config(run_dir)
+    open_results(run_dir).close()
+    task = get_task(meta["task"])
+    ev = dict(meta.get("eval", {}))
+    ev.update(irl_levels=irl_levels, bootstrap=bootstrap)
+    settings = EvalSettings(**{k: v for k, v in ev.items() if k in EvalSettings.__dataclass_fields__})
+    if irl_levels > settings.episodes:
+        raise ConfigError(f"--levels {irl_levels} exceeds the run's {settings.episodes} evaluation episodes per split; "
+                          f"pass at most {settings.episodes}")
+    pools = {s: evaluation_levels(task, s, settings.episodes, settings.level_seed) for s in ("train", "test")}
+    profiles = {}
+    for seed in meta["seeds"]:
+        stage(f"seed {seed}: replaying episodes")
+        model = load_model(run_dir, seed)
+        policy = model_policy(model, task.obs_mode, settings.greedy)
+        key = jax.random.fold_in(jax.random.key(jnp.uint32(seed)), 7)
+        episodes = {s: jax.jit(lambda k, p=p: evaluate(task, policy, p, k))(key) for s, p in pools.items()}
+        stage(f"seed {seed}: fitting the behavioral objective")
+        profiles[seed] = profile_seed(task, model, episodes, settings)
+    stage("writing results")
+    replace_tables(run_dir, objective_rows(profiles))
+    stage("rendering report")
+    from mesalab.report import build_report
+
+    build_report(run_dir)
+    return run_dir
+
+
 def result_rows(config, meta: dict, results: list[SeedResult], eval_settings: EvalSettings) -> dict[str, list[tuple]]:
     from mesalab.diagnostics import classify, evaluation_levels, summarise
     from mesalab.diagnostics.shift import outcome_names
@@ -138,6 +212,7 @@ def result_rows(config, meta: dict, results: list[SeedResult], eval_settings: Ev
     rows: dict[str, list[tuple]] = {k: [] for k in
                                     ["runs", "training_curves", "evaluations", "outcomes", "competence", "verdicts",
                                      "levels", "trajectories"]}
+    rows.update(objective_rows({r.seed: r.profiles for r in results}))
     for r in results:
         rows["runs"].append((r.seed, config.task, dumps(config.to_dict()), dumps(meta["versions"]), meta["created"]))
         steps = r.metrics["env_steps"]

@@ -24,6 +24,8 @@ class EvalSettings:
     episodes: int = 1000  # test (and train) episodes per seed, one per level
     level_seed: int = 12345  # seed of the evaluation level pools (shared by all seeds: paired comparisons)
     greedy: bool = False  # evaluate the argmax action instead of sampling from the policy
+    irl_levels: int = 200  # levels (episodes) used to fit the behavioral objective; 0 skips the objectives
+    bootstrap: int = 1000  # bootstrap replicates of the IRL weights
 
 
 @dataclass
@@ -32,6 +34,7 @@ class SeedResult:
     model_leaves: list  # numpy arrays of the model's array leaves (eqx.filter(model, eqx.is_array))
     metrics: dict  # name -> np.ndarray[num_updates]
     episodes: dict  # split -> Episodes (numpy)
+    profiles: dict  # split -> ObjectiveProfile (empty when irl_levels == 0)
 
 
 def train_and_evaluate_group(config_dict: dict, seeds: list[int], eval_settings: EvalSettings,
@@ -68,14 +71,33 @@ def train_and_evaluate_group(config_dict: dict, seeds: list[int], eval_settings:
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(models, eqx.is_array))]
     out = []
     for i, seed in enumerate(seeds):
+        seed_episodes = {s: type(e)(*(x[i] for x in e)) for s, e in episodes.items()}
+        model = jax.tree_util.tree_map(lambda x: x[i] if eqx.is_array(x) else x, models)
         out.append(
             SeedResult(
                 seed=int(seed),
                 model_leaves=[leaf[i] for leaf in leaves],
                 metrics={k: v[i] for k, v in metrics.items()},
-                episodes={s: type(e)(*(x[i] for x in e)) for s, e in episodes.items()},
+                episodes=seed_episodes,
+                profiles=profile_seed(task, model, seed_episodes, eval_settings),
             )
         )
+    return out
+
+
+def profile_seed(task, model, episodes: dict, eval_settings: EvalSettings) -> dict:
+    """The objective profile (behavioral objective, bits, goal-directedness) of one trained model per split."""
+    if eval_settings.irl_levels <= 0:
+        return {}
+    from mesalab.diagnostics import evaluation_levels, model_policy
+    from mesalab.diagnostics.objective_profile import objective_profile
+
+    policy = model_policy(model, task.obs_mode, eval_settings.greedy)
+    out = {}
+    for split, ep in episodes.items():
+        params = evaluation_levels(task, split, eval_settings.episodes, eval_settings.level_seed)
+        out[split] = objective_profile(task, params, ep, split, policy, eval_settings.irl_levels,
+                                       eval_settings.bootstrap)
     return out
 
 

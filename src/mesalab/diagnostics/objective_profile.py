@@ -67,8 +67,13 @@ def reading(task, b: BehavioralObjective) -> str:
     best_proxy = max(proxies, key=lambda c: c.held_out_ll) if proxies else None
     gd = f"goal-directedness {b.goal_directedness:.2f}"
     if b.dominant == "none":
-        return (f"Behaviour is not explained by any rewarded feature better than chance ({gd}; fitted reward "
-                f"{b.fitted_ll:.3f} vs uniform {b.uniform_ll:.3f} nats/action).")
+        from mesalab.diagnostics.behavioral import MIN_GOAL_DIRECTEDNESS
+
+        if b.goal_directedness < MIN_GOAL_DIRECTEDNESS:
+            return (f"Behaviour is not explained by any rewarded feature better than chance ({gd}; fitted reward "
+                    f"{b.fitted_ll:.3f} vs uniform {b.uniform_ll:.3f} nats/action).")
+        return (f"Behaviour is partly explained by the fitted reward ({gd}), but no feature's reward is reliably "
+                f"positive (every bootstrap interval reaches 0).")
     head = f"Behaviour is best explained by {describe_feature(task, b.dominant)} (w={b.dominant_weight:.2f}, {gd})"
     if best_proxy is not None and best_proxy.held_out_ll > base.held_out_ll:
         delta = best_proxy.held_out_ll - base.held_out_ll

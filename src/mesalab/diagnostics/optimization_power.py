@@ -84,7 +84,8 @@ class BitsSummary(NamedTuple):
     optimal_mean: float  # mean ceiling
     fraction_of_ceiling: float  # mean agent bits / mean optimal bits
     histogram: tuple[tuple[float, ...], tuple[int, ...]]  # (bin edges, counts) of the agent's bits
-    per_level: np.ndarray
+    per_level: np.ndarray  # the agent's bits on each level
+    per_level_optimal: np.ndarray  # the ceiling on each level
 
 
 def summarise_bits(objective: str, bits: LevelBits, n_bins: int = 20) -> BitsSummary:
@@ -105,6 +106,7 @@ def summarise_bits(objective: str, bits: LevelBits, n_bins: int = 20) -> BitsSum
         fraction_of_ceiling=mean / opt_mean if opt_mean > 0 else 0.0,
         histogram=(tuple(float(e) for e in edges), tuple(int(c) for c in counts)),
         per_level=agent,
+        per_level_optimal=optimal,
     )
 
 

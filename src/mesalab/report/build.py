@@ -9,7 +9,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mesalab.report import figures as F
-from mesalab.results.store import open_results, query
+from mesalab.results.store import has_table, open_results, query
 
 
 def _pct(rate: float, lo: float, hi: float) -> str:
@@ -32,6 +32,17 @@ def build_report(run_dir: Path) -> Path:
         verdicts = query(con, "SELECT * FROM verdicts ORDER BY seed")
         levels = query(con, "SELECT * FROM levels ORDER BY split, level")
         trajs = query(con, "SELECT * FROM trajectories")
+        objectives = None
+        if has_table(con, "behavioral_objectives"):
+            objectives = {
+                "summary": query(con, "SELECT * FROM behavioral_objectives ORDER BY split DESC, seed"),
+                "weights": query(con, "SELECT * FROM irl_weights ORDER BY seed, split, position"),
+                "candidates": query(con, "SELECT * FROM candidate_likelihoods ORDER BY split DESC, seed, candidate"),
+                "bits": query(con, "SELECT * FROM optimization_power ORDER BY split DESC, seed, objective"),
+                "level_bits": query(con, "SELECT * FROM level_bits"),
+            }
+            if not objectives["summary"]:
+                objectives = None
     finally:
         con.close()
 
@@ -51,7 +62,20 @@ def build_report(run_dir: Path) -> Path:
         ("Trajectories on test levels", f"Seed {first_seed}; circle = start, x = end.",
          F.trajectories(levels, trajs, "test", first_seed, fig_dir / "trajectories_test.png")),
     ]
+    if objectives is not None:
+        figs += [
+            ("Behavioral objective (IRL weights)", "Reward weights of exact maximum-causal-entropy IRL, normalised "
+             "by the sum of their absolute values; bars are the mean over seeds, points each seed with its 95% "
+             "one-step bootstrap interval over levels. Object features are 'reach it sooner' rewards; "
+             "'step' is a per-step reward (negative: hurry to end the episode).",
+             F.irl_weights(objectives["weights"], fig_dir / "irl_weights.png")),
+            ("Optimization power", "Bits per level: -log2 of the exact probability that a uniformly random policy "
+             "first reaches the objective at least as soon as the agent did (0 if the agent never reached it); "
+             "dashed lines: the oracle-optimal agent (the ceiling).",
+             F.bits_histogram(objectives["level_bits"], fig_dir / "optimization_power.png")),
+        ]
     figures = [{"title": t, "caption": c, "data": base64.b64encode(p.read_bytes()).decode()} for t, c, p in figs]
+    objective_section = _objective_section(objectives) if objectives is not None else None
 
     comp = {(r["seed"], r["split"]): r for r in competence}
     seed_rows = []
@@ -83,6 +107,7 @@ def build_report(run_dir: Path) -> Path:
         summary=verdict_summary(verdicts),
         seed_rows=seed_rows,
         figures=figures,
+        objectives=objective_section,
         evaluations=evaluations,
         config_json=json.dumps({"ppo": meta["ppo"], "seeds": meta["seeds"], "eval": meta["eval"]}, indent=2),
         versions_json=json.dumps(meta.get("versions", {}), indent=2),
@@ -92,6 +117,36 @@ def build_report(run_dir: Path) -> Path:
     tmp.write_text(html)
     tmp.replace(out)
     return out
+
+
+def _objective_section(objectives: dict) -> dict:
+    """Rows of the objectives tables of the report."""
+    cands = {}
+    for c in objectives["candidates"]:
+        cands.setdefault((c["seed"], c["split"]), []).append(c)
+    bits = {}
+    for b in objectives["bits"]:
+        bits.setdefault((b["seed"], b["split"]), []).append(b)
+    names = list(dict.fromkeys(c["candidate"] for c in objectives["candidates"]))
+    rows = []
+    for o in objectives["summary"]:
+        key = (o["seed"], o["split"])
+        by = {c["candidate"]: c for c in cands.get(key, [])}
+        rows.append({
+            "seed": o["seed"], "split": o["split"], "dominant": o["dominant"],
+            "dominant_weight": f"{o['dominant_weight']:.2f}",
+            "fitted": f"{o['fitted_ll']:.3f}",
+            "candidates": [f"{by[n]['held_out_ll']:.3f} (β={by[n]['beta']:.2f})" if n in by else "-" for n in names],
+            "uniform": f"{o['uniform_ll']:.3f}",
+            "ceiling": "-" if o["ceiling_ll"] is None else f"{o['ceiling_ll']:.3f}",
+            "gd": f"{o['goal_directedness']:.2f}", "gd_nats": f"{o['goal_directedness_nats']:.3f}",
+            "bits": [f"{b['objective']}: {b['mean_bits']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}] of "
+                     f"{b['optimal_mean_bits']:.2f}" for b in bits.get(key, [])],
+            "aliases": ", ".join("=".join(a) for a in json.loads(o["aliases"])) or "none",
+            "n_levels": o["n_levels"], "n_actions": o["n_actions"],
+        })
+    readings = [f"Seed {o['seed']} ({o['split']}): {o['reading']}" for o in objectives["summary"]]
+    return {"candidate_names": names, "rows": rows, "readings": readings}
 
 
 def verdict_summary(verdicts: list[dict]) -> str:

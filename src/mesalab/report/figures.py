@@ -103,3 +103,57 @@ def trajectories(levels: list[dict], trajs: list[dict], split: str, seed: int, p
         draw_level(ax, grid, (level["start_row"], level["start_col"]), rows, cols,
                    title=f"{split} level {level['level']}: {t['outcome'] if t else ''}")
     return _save(fig, path)
+
+
+def irl_weights(weights: list[dict], path: Path) -> Path:
+    """Normalised IRL reward weights per feature, one panel per split: bars are the mean over seeds, points
+    each seed's weight with its 95% bootstrap interval."""
+    splits = [s for s in ("train", "test") if any(r["split"] == s for r in weights)]
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.4), squeeze=False, sharey=True)
+    for ax, split in zip(axes[0], splits):
+        rows = [r for r in weights if r["split"] == split]
+        feats = [f for _, f in sorted({(r["position"], r["feature"]) for r in rows})]
+        seeds = sorted({r["seed"] for r in rows})
+        x = np.arange(len(feats))
+        means = [np.mean([r["normalised"] for r in rows if r["feature"] == f]) for f in feats]
+        ax.bar(x, means, 0.7, color=["#1a7f37" if m > 0 else "#b00020" for m in means], alpha=0.35)
+        for k, seed in enumerate(seeds):
+            off = (k - (len(seeds) - 1) / 2) * (0.5 / max(len(seeds), 1))
+            pts = {r["feature"]: r for r in rows if r["seed"] == seed}
+            y = np.array([pts[f]["normalised"] for f in feats])
+            lo = np.array([pts[f]["ci_low"] for f in feats])
+            hi = np.array([pts[f]["ci_high"] for f in feats])
+            ax.errorbar(x + off, y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)], fmt="o", ms=3,
+                        color="black", elinewidth=0.8, capsize=1.5, label="seed (95% CI)" if k == 0 else None)
+        ax.axhline(0, color="#888", linewidth=0.8)
+        ax.set_xticks(x, feats, rotation=40, ha="right", fontsize=8)
+        ax.set_title(f"{split} levels")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("normalised weight  w / sum|w|")
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def bits_histogram(level_bits: list[dict], path: Path) -> Path:
+    """Distribution over levels of the agent's optimization power (bits) under each candidate objective,
+    all seeds pooled, with the mean of the oracle-optimal agent's bits (the ceiling) as a dashed line."""
+    splits = [s for s in ("train", "test") if any(r["split"] == s for r in level_bits)]
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.2), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, split in zip(axes[0], splits):
+        rows = [r for r in level_bits if r["split"] == split]
+        objectives = list(dict.fromkeys(r["objective"] for r in rows))
+        top = max([r["optimal_bits"] for r in rows] + [r["bits"] for r in rows] + [1.0])
+        bins = np.linspace(0, top * 1.02, 26)
+        for j, obj in enumerate(objectives):
+            vals = np.array([r["bits"] for r in rows if r["objective"] == obj])
+            ceiling = np.mean([r["optimal_bits"] for r in rows if r["objective"] == obj])
+            c = colours[j % len(colours)]
+            ax.hist(vals, bins=bins, alpha=0.45, color=c, label=f"{obj} (mean {vals.mean():.1f})")
+            ax.axvline(ceiling, color=c, linestyle="--", linewidth=1.2)
+        ax.set_xlabel("bits = -log2 P(random policy does at least as well)")
+        ax.set_ylabel("levels")
+        ax.set_title(f"{split} levels (dashed: optimal agent's mean)")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -29,7 +29,22 @@ CREATE TABLE verdicts (seed INTEGER PRIMARY KEY, label VARCHAR, proxy VARCHAR, c
 CREATE TABLE levels (split VARCHAR, level INTEGER, height INTEGER, width INTEGER, channels INTEGER,
     grid BOOLEAN[], start_row INTEGER, start_col INTEGER);
 CREATE TABLE trajectories (seed INTEGER, split VARCHAR, level INTEGER, rows INTEGER[], cols INTEGER[], outcome VARCHAR);
+""" + """
+CREATE TABLE irl_weights (seed INTEGER, split VARCHAR, feature VARCHAR, position INTEGER, weight DOUBLE,
+    normalised DOUBLE, ci_low DOUBLE, ci_high DOUBLE);
+CREATE TABLE behavioral_objectives (seed INTEGER, split VARCHAR, dominant VARCHAR, dominant_weight DOUBLE,
+    scale DOUBLE, fitted_ll DOUBLE, uniform_ll DOUBLE, ceiling_ll DOUBLE, goal_directedness DOUBLE,
+    goal_directedness_nats DOUBLE, aliases JSON, absent JSON, n_levels INTEGER, n_actions INTEGER, reading VARCHAR);
+CREATE TABLE candidate_likelihoods (seed INTEGER, split VARCHAR, candidate VARCHAR, beta DOUBLE, held_out_ll DOUBLE);
+CREATE TABLE optimization_power (seed INTEGER, split VARCHAR, objective VARCHAR, n_levels INTEGER, mean_bits DOUBLE,
+    ci_low DOUBLE, ci_high DOUBLE, optimal_mean_bits DOUBLE, fraction_of_ceiling DOUBLE, histogram_edges DOUBLE[],
+    histogram_counts INTEGER[]);
+CREATE TABLE level_bits (seed INTEGER, split VARCHAR, objective VARCHAR, level INTEGER, bits DOUBLE,
+    optimal_bits DOUBLE);
 """
+# written by `mesalab run` and rewritten by `mesalab diagnose`
+OBJECTIVE_TABLES = ("irl_weights", "behavioral_objectives", "candidate_likelihoods", "optimization_power",
+                    "level_bits")
 
 
 def write_results(run_dir: Path, rows: dict[str, list[tuple]]) -> Path:
@@ -53,6 +68,41 @@ def write_results(run_dir: Path, rows: dict[str, list[tuple]]) -> Path:
         con.close()
     os.replace(tmp, final)
     return final
+
+
+def replace_tables(run_dir: Path, rows: dict[str, list[tuple]]) -> Path:
+    """Replace the contents of some tables of an existing run database, atomically: the database is copied to
+    ``.partial``, changed in one transaction and renamed over the original (an interruption leaves the old
+    database intact). Tables missing from an older database are created."""
+    import shutil
+
+    final = Path(run_dir) / DB_NAME
+    open_results(run_dir).close()  # one-line error if missing or corrupt
+    tmp = final.with_suffix(".duckdb.partial")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        if p.exists():
+            p.unlink()
+    shutil.copyfile(final, tmp)
+    statements = {s.split("(")[0].split()[-1]: s for s in SCHEMA.split(";") if s.strip()}
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        for table, values in rows.items():
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+            con.execute(statements[table])
+            if values:
+                marks = ", ".join("?" * len(values[0]))
+                con.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    os.replace(tmp, final)
+    return final
+
+
+def has_table(con, table: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0])
 
 
 def open_results(run_dir: Path) -> duckdb.DuckDBPyConnection:

@@ -11,9 +11,14 @@ A reward in the basis is linear: entering cell ``s'`` earns ``w . phi(s')`` wher
 - ``step``: 1 on every step (its weight is a per-step reward; negative means a cost that urges ending the
   episode soon, by any exit).
 
-A task declares the features that can tell its candidate objectives apart on its levels. Where the goal is
-the only exit (``maze``, ``corner-goal``), a step cost equals "reach the goal sooner" up to a constant on
-every episode that reaches it; the two weights would not be identifiable, so those tasks leave ``step`` out.
+A task declares the features that can tell its candidate objectives apart on its levels.
+
+Step cost. Because object rewards are urgent, a per-step reward ``c`` is *exactly* the same reward as ``-c``
+on reaching any object (up to a constant shared by all trajectories: ``c * t_end = c * T - c * (T - t_end)``),
+so a separate step weight would not be identifiable; the registered tasks express "hurry to end the episode"
+as an equal positive weight on every object type and leave ``step`` out (``FeatureBasis(step=True)`` adds it
+for other uses). Likewise every object has one type and one colour, so adding ``a`` to all type weights and
+``-a`` to all colour weights changes nothing; the ridge penalty picks the smallest-norm weights, a fixed gauge.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class FeatureBasis:
     types: tuple[str, ...] = ()
     colours: tuple[str, ...] = ()
     regions: tuple[tuple[str, int], ...] = ()  # (corner name, k)
-    step: bool = True
+    step: bool = False  # see the module docstring: with urgent object features a step cost is redundant
 
     def __post_init__(self):
         for t in self.types:

@@ -155,9 +155,8 @@ def _build_registry() -> dict[str, Task]:
             base_objective=goal,
             intended_objective=goal,
             proxies=(_corner_proxy(k),),
-            # the goal is always green, so a colour feature would only duplicate "goal"; the goal is the only
-            # way to end an episode, so a step cost would duplicate "reach the goal sooner" (see features.py)
-            features=FeatureBasis(types=("goal",), regions=corners(k), step=False),
+            # the goal is always green, so a colour feature would only duplicate "goal"
+            features=FeatureBasis(types=("goal",), regions=corners(k)),
             dials={
                 "alpha": "fraction of levels with the goal outside the corner (train 0, test 1)",
                 "corner_k": f"side of the corner region ({k})",
@@ -175,7 +174,7 @@ def _build_registry() -> dict[str, Task]:
             base_objective=goal,
             intended_objective=goal,
             proxies=(),
-            features=FeatureBasis(types=("goal",), regions=corners(3), step=False),
+            features=FeatureBasis(types=("goal",), regions=corners(3)),
             dials={"wall_density": "fraction of maze walls kept (1.0 = perfect maze)",
                    "n_levels": "distinct training mazes N (set by the trainer; 0 = unlimited)"},
         ),
