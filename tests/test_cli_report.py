@@ -84,7 +84,54 @@ def test_run_folder_contents(run_dir):
     splits = {r[0] for r in con.execute("SELECT DISTINCT split FROM evaluations").fetchall()}
     assert splits == {"train", "test"}
     assert con.execute("SELECT count(*) FROM training_curves WHERE metric='success_rate'").fetchone()[0] == 2 * 8
+    # every run carries its objective profile: 2 seeds x 2 splits, finite numbers, one bits row per level
+    assert con.execute("SELECT count(*) FROM behavioral_objectives").fetchone()[0] == 4
+    assert con.execute("SELECT count(*) FROM behavioral_objectives WHERE isnan(goal_directedness) OR "
+                       "isnan(fitted_ll) OR goal_directedness < 0 OR goal_directedness > 1").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM irl_weights WHERE isnan(normalised) OR isnan(ci_low)").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM level_bits").fetchone()[0] == 2 * 2 * 2 * 60  # seeds, splits, objectives
+    # an agent can never beat the shortest path, so its bits never exceed the ceiling
+    assert con.execute("SELECT count(*) FROM level_bits WHERE isnan(bits) OR bits < 0 "
+                       "OR bits > optimal_bits + 1e-3").fetchone()[0] == 0
     con.close()
+
+
+def test_diagnose_recomputes_objectives_of_chosen_seeds(run_dir, tmp_path):
+    import duckdb
+
+    d = tmp_path / "diag"
+    shutil.copytree(run_dir, d)
+    before = duckdb.connect(str(d / "results.duckdb"), read_only=True).execute(
+        "SELECT * FROM behavioral_objectives WHERE seed = 0 ORDER BY split").fetchall()
+    out = mesalab("diagnose", str(d), "--seed", "1", "--levels", "30", "--bootstrap", "100", timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "What is it optimizing?" in out.stdout and "Report:" in out.stdout
+    con = duckdb.connect(str(d / "results.duckdb"), read_only=True)
+    assert con.execute("SELECT * FROM behavioral_objectives WHERE seed = 0 ORDER BY split").fetchall() == before
+    assert con.execute("SELECT DISTINCT n_levels FROM behavioral_objectives WHERE seed = 1").fetchall() == [(30,)]
+    assert con.execute("SELECT count(*) FROM behavioral_objectives").fetchone()[0] == 4
+    con.close()
+    assert "Objectives: what is it optimizing?" in (d / "report.html").read_text()
+    for args, pattern in [(["--seed", "7"], "not in this run"), (["--levels", "500"], "exceeds the run's 60"),
+                          (["--bootstrap", "3"], "at least 10")]:
+        out = mesalab("diagnose", str(d), *args, timeout=300)
+        assert out.returncode == 2 and re.search(pattern, out.stderr), out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_report_of_a_run_without_objective_tables(run_dir, tmp_path):
+    """Runs written before the objectives existed still render, and say how to compute them."""
+    import duckdb
+
+    d = tmp_path / "old"
+    shutil.copytree(run_dir, d)
+    con = duckdb.connect(str(d / "results.duckdb"))
+    for t in ("irl_weights", "behavioral_objectives", "candidate_likelihoods", "optimization_power", "level_bits"):
+        con.execute(f"DROP TABLE {t}")
+    con.close()
+    out = mesalab("report", str(d), timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "mesalab diagnose RUN_DIR" in (d / "report.html").read_text()
 
 
 def test_same_config_and_seed_give_identical_numbers(run_dir, tmp_path):
@@ -178,4 +225,4 @@ def test_report_renders_in_headless_chromium_with_every_figure(run_dir, tmp_path
     m = re.search(r'data-figures-loaded="(\d+)/(\d+)"', out.stdout)
     assert m, out.stdout[:500] + out.stderr[-1000:]
     loaded, total = int(m.group(1)), int(m.group(2))
-    assert total == 5 and loaded == total
+    assert total == 7 and loaded == total  # 5 shift figures + IRL weights + optimization power

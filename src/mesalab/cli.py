@@ -195,8 +195,9 @@ def print_objectives(run_dir: Path) -> None:
 @app.command()
 def diagnose(
     run_dir: Path = typer.Argument(..., help="a run folder written by `mesalab run`"),
-    levels: int = typer.Option(200, "--levels", help="evaluation levels per split used to fit the behavioral objective"),
+    levels: Optional[int] = typer.Option(None, "--levels", help="evaluation levels per split used to fit the behavioral objective (default 200, or all the run has)"),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap replicates for the IRL weight intervals"),
+    seed: Optional[list[int]] = typer.Option(None, "--seed", help="diagnose only this seed (repeatable; default all)"),
 ) -> None:
     """Fit the behavioral objective (exact MCE-IRL), optimization power (bits) and goal-directedness of every
     seed of a finished run, store them in its database and re-render its report."""
@@ -206,7 +207,8 @@ def diagnose(
         raise ConfigError(f"{run_dir} is not a folder; pass a run folder written by `mesalab run`")
     with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as progress:
         stage = progress.add_task("loading", total=None)
-        diagnose_run(run_dir, levels, bootstrap, on_stage=lambda s: progress.update(stage, description=s))
+        diagnose_run(run_dir, levels, bootstrap, seed or None,
+                     on_stage=lambda s: progress.update(stage, description=s))
     print_objectives(run_dir)
     console.print(f"Report: {Path(run_dir) / 'report.html'}")
 

@@ -154,11 +154,13 @@ def objective_rows(profiles: dict) -> dict[str, list[tuple]]:
     return rows
 
 
-def diagnose_run(run_dir: Path, irl_levels: int = 200, bootstrap: int = 1000,
+def diagnose_run(run_dir: Path, irl_levels: int | None = None, bootstrap: int = 1000, seeds: list[int] | None = None,
                  on_stage: Callable[[str], None] | None = None) -> Path:
     """Recompute the objective profile (behavioral objective, bits, goal-directedness) of every seed of a
     finished run from its checkpoints, replace those tables in its database (atomically) and re-render the
-    report. The evaluation episodes are replayed with the run's own keys, so they are the run's episodes."""
+    report. The evaluation episodes are replayed with the run's own keys, so they are the run's episodes.
+    ``seeds``: only these seeds (the stored results of the others are kept). ``irl_levels``: levels per split
+    for IRL (default: 200, or all of the run's evaluation levels if it has fewer)."""
     import jax
     import jax.numpy as jnp
 
@@ -167,33 +169,61 @@ def diagnose_run(run_dir: Path, irl_levels: int = 200, bootstrap: int = 1000,
     from mesalab.runner import EvalSettings, profile_seed
     from mesalab.tasks import get_task
 
-    if irl_levels < 1:
+    if irl_levels is not None and irl_levels < 1:
         raise ConfigError(f"--levels must be at least 1, got {irl_levels}")
     if bootstrap < 10:
         raise ConfigError(f"--bootstrap must be at least 10, got {bootstrap}")
     stage = on_stage or (lambda s: None)
     run_dir = Path(run_dir)
     meta = load_run_config(run_dir)
-    open_results(run_dir).close()
     task = get_task(meta["task"])
     ev = dict(meta.get("eval", {}))
+    if irl_levels is None:
+        irl_levels = min(EvalSettings.irl_levels, int(ev.get("episodes", EvalSettings.episodes)))
     ev.update(irl_levels=irl_levels, bootstrap=bootstrap)
     settings = EvalSettings(**{k: v for k, v in ev.items() if k in EvalSettings.__dataclass_fields__})
     if irl_levels > settings.episodes:
         raise ConfigError(f"--levels {irl_levels} exceeds the run's {settings.episodes} evaluation episodes per split; "
                           f"pass at most {settings.episodes}")
     pools = {s: evaluation_levels(task, s, settings.episodes, settings.level_seed) for s in ("train", "test")}
+    stage("replaying the evaluation episodes")
+    import equinox as eqx
+
+    if seeds is None:
+        seeds = list(meta["seeds"])
+    unknown = sorted(set(seeds) - set(meta["seeds"]))
+    if unknown:
+        raise ConfigError(f"seed(s) {unknown} are not in this run; its seeds are {meta['seeds']}")
+    models = [load_model(run_dir, seed) for seed in seeds]
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs) if eqx.is_array(xs[0]) else xs[0], *models)
+    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 7))(jnp.asarray(seeds, jnp.uint32))
+    episodes = {}
+    for split, params in pools.items():
+        @eqx.filter_jit
+        def replay(models, keys, params=params):
+            return eqx.filter_vmap(lambda m, k: evaluate(task, model_policy(m, task.obs_mode, settings.greedy),
+                                                          params, k))(models, keys)
+
+        episodes[split] = jax.tree_util.tree_map(np.asarray, replay(stacked, keys))
     profiles = {}
-    for seed in meta["seeds"]:
-        stage(f"seed {seed}: replaying episodes")
-        model = load_model(run_dir, seed)
-        policy = model_policy(model, task.obs_mode, settings.greedy)
-        key = jax.random.fold_in(jax.random.key(jnp.uint32(seed)), 7)
-        episodes = {s: jax.jit(lambda k, p=p: evaluate(task, policy, p, k))(key) for s, p in pools.items()}
+    for i, (seed, model) in enumerate(zip(seeds, models)):
         stage(f"seed {seed}: fitting the behavioral objective")
-        profiles[seed] = profile_seed(task, model, episodes, settings)
+        seed_episodes = {s: type(e)(*(x[i] for x in e)) for s, e in episodes.items()}
+        profiles[seed] = profile_seed(task, model, seed_episodes, settings)
     stage("writing results")
-    replace_tables(run_dir, objective_rows(profiles))
+    rows = objective_rows(profiles)
+    con = open_results(run_dir)
+    try:  # keep the stored results of seeds not diagnosed now
+        from mesalab.results.store import has_table
+
+        for table in rows:
+            if has_table(con, table):
+                marks = ", ".join("?" * len(seeds))
+                rows[table] = [tuple(r) for r in con.execute(
+                    f"SELECT * FROM {table} WHERE seed NOT IN ({marks})", list(seeds)).fetchall()] + rows[table]
+    finally:
+        con.close()
+    replace_tables(run_dir, rows)
     stage("rendering report")
     from mesalab.report import build_report
 

@@ -89,15 +89,17 @@ def profile_seed(task, model, episodes: dict, eval_settings: EvalSettings) -> di
     """The objective profile (behavioral objective, bits, goal-directedness) of one trained model per split."""
     if eval_settings.irl_levels <= 0:
         return {}
-    from mesalab.diagnostics import evaluation_levels, model_policy
+    from mesalab.diagnostics import evaluation_levels
+    from mesalab.diagnostics.behavioral import model_log_probs
     from mesalab.diagnostics.objective_profile import objective_profile
 
-    policy = model_policy(model, task.obs_mode, eval_settings.greedy)
     out = {}
     for split, ep in episodes.items():
         params = evaluation_levels(task, split, eval_settings.episodes, eval_settings.level_seed)
-        out[split] = objective_profile(task, params, ep, split, policy, eval_settings.irl_levels,
-                                       eval_settings.bootstrap)
+        own = lambda demos, params=params: model_log_probs(task, model, task.obs_mode, eval_settings.greedy,  # noqa: E731
+                                                           params, demos)
+        out[split] = objective_profile(task, params, ep, split, irl_levels=eval_settings.irl_levels,
+                                       n_boot=eval_settings.bootstrap, own_log_probs=own)
     return out
 
 

@@ -419,19 +419,36 @@ def policy_log_probs(task, policy, params, demos: Demonstrations) -> np.ndarray 
     observation only)."""
     if policy.log_probs is None:
         return None
+
+    run = jax.jit(lambda cells, actions: _log_probs_of(task, policy, params, cells, actions))
+    return np.asarray(run(demos.cells, demos.actions), np.float64)
+
+
+def _model_log_probs_impl(model, task, obs_mode: str, greedy: bool, params, cells, actions):
+    from mesalab.diagnostics.policies import model_policy
+
+    policy = model_policy(model, obs_mode, greedy)
+    return _log_probs_of(task, policy, params, cells, actions)
+
+
+def _log_probs_of(task, policy, params, cells, actions):
     from mesalab.tasks.grid import EnvState, GridEnv
 
     env = GridEnv(task.shape.height, task.shape.width, policy.obs_mode)
-    n, horizon = demos.actions.shape
+    n, horizon = actions.shape
 
-    @jax.jit
-    def run(cells, actions):
-        def at(level, t, cell, action):
-            obs = env.observe(EnvState(level=level, pos=cell, t=t), params)
-            return policy.log_probs(obs)[action]
+    def at(level, t, cell, action):
+        obs = env.observe(EnvState(level=level, pos=cell, t=t), params)
+        return policy.log_probs(obs)[action]
 
-        levels = jnp.broadcast_to(jnp.arange(n)[:, None], (n, horizon))
-        times = jnp.broadcast_to(jnp.arange(horizon)[None], (n, horizon))
-        return jax.vmap(jax.vmap(at))(levels, times, cells, actions)
+    levels = jnp.broadcast_to(jnp.arange(n)[:, None], (n, horizon))
+    times = jnp.broadcast_to(jnp.arange(horizon)[None], (n, horizon))
+    return jax.vmap(jax.vmap(at))(levels, times, cells, actions)
 
-    return np.asarray(run(demos.cells, demos.actions), np.float64)
+
+def model_log_probs(task, model, obs_mode: str, greedy: bool, params, demos: Demonstrations) -> np.ndarray:
+    """:func:`policy_log_probs` for a trained actor-critic, compiled once for every model of the same shape."""
+    import equinox as eqx
+
+    fn = eqx.filter_jit(_model_log_probs_impl)
+    return np.asarray(fn(model, task, obs_mode, greedy, params, demos.cells, demos.actions), np.float64)

@@ -27,14 +27,18 @@ class ObjectiveProfile(NamedTuple):
 
 
 def objective_profile(task, params, episodes, split: str, policy=None, irl_levels: int = DEFAULT_IRL_LEVELS,
-                      n_boot: int = 1000) -> ObjectiveProfile:
+                      n_boot: int = 1000, own_log_probs=None) -> ObjectiveProfile:
     """Profile an agent from its evaluation episodes (one per level of ``params``).
 
-    IRL uses the first ``irl_levels`` levels; bits use every level. ``policy`` (optional) supplies the agent's
-    own action probabilities, the top of the goal-directedness scale."""
+    IRL uses the first ``irl_levels`` levels; bits use every level. The agent's own action log-probabilities
+    (the top of the goal-directedness scale) come from ``own_log_probs(demos)`` if given, else from
+    ``policy`` if it exposes them; without either the scale tops out at perfect prediction."""
     episodes = jax.tree_util.tree_map(np.asarray, episodes)
     demos = demonstrations(params, episodes, irl_levels)
-    ceiling = None if policy is None else policy_log_probs(task, policy, params, demos)
+    if own_log_probs is not None:
+        ceiling = own_log_probs(demos)
+    else:
+        ceiling = None if policy is None else policy_log_probs(task, policy, params, demos)
     behavioral = fit_behavioral_objective(task, demos, ceiling, n_boot=n_boot)
     bits = episode_bits(task, params, episodes)
     names = ("base:" + task.base_objective.name, *("proxy:" + p.name for p in task.proxies))
