@@ -99,6 +99,13 @@ def corner_goal_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> 
     start = cells[k]
     start_ok = ~region[start[0], start[1]]
     cells = _ensure_start_outside(cells, walls, region, start_ok)
+    return _green_goal_level(kt, kc, walls, cells, dist)
+
+
+def _green_goal_level(kt, kc, walls, cells, dist: Distribution) -> Level:
+    """A level whose first object is a green goal and the rest random non-red distractors (``cells``: the
+    ``k`` object cells then the start)."""
+    k = cells.shape[0] - 1
     types = jnp.concatenate([jnp.array([T["goal"]]), jax.random.choice(kt, DISTRACTOR_TYPES, (k - 1,))])
     colours = jnp.concatenate([jnp.array([C["green"]]), jax.random.choice(kc, NON_RED, (k - 1,))])
     present = jnp.arange(k) <= dist.n_distractors
@@ -121,10 +128,7 @@ def maze_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Level:
     walls = generate_walls(kw, shape.height, shape.width, dist.wall_density)
     k = shape.max_objects
     cells = _place(kp, ~walls, jnp.ones_like(walls), k + 1)
-    types = jnp.concatenate([jnp.array([T["goal"]]), jax.random.choice(kt, DISTRACTOR_TYPES, (k - 1,))])
-    colours = jnp.concatenate([jnp.array([C["green"]]), jax.random.choice(kc, NON_RED, (k - 1,))])
-    present = jnp.arange(k) <= dist.n_distractors
-    return Level(walls, cells[:k], types.astype(jnp.int32), colours.astype(jnp.int32), present, cells[k])
+    return _green_goal_level(kt, kc, walls, cells, dist)
 
 
 __all__ = ["Distribution", "LevelShape", "corner_goal_level", "corner_region", "make_distribution",
