@@ -1,0 +1,52 @@
+"""Reference algorithms of in-context regression against closed forms."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mesalab.diagnostics.icl_reference import gd_prediction, gd_weights, ridge_prediction, tuned_one_step_lr
+from mesalab.tasks.icl_regression import make_regression_distribution, sample_regression
+
+
+def batch(noise=0.0, n=10, d=10, b=256, seed=0):
+    return sample_regression(jax.random.key(seed), make_regression_distribution(noise_std=noise), b, n, d)
+
+
+def test_one_gd_step_is_the_closed_form_and_the_autodiff_step():
+    bt = batch()
+    lr = jnp.float32(0.3)
+    w1 = gd_weights(bt.x, bt.y, lr, 1)
+    closed = lr * jnp.einsum("bn,bnd->bd", bt.y, bt.x) / bt.x.shape[1]
+    np.testing.assert_allclose(np.asarray(w1), np.asarray(closed), rtol=1e-5, atol=1e-6)
+
+    def loss(w, x, y):
+        return 0.5 * jnp.mean((x @ w - y) ** 2)
+
+    auto = -lr * jax.vmap(jax.grad(loss))(jnp.zeros_like(w1), bt.x, bt.y)
+    np.testing.assert_allclose(np.asarray(w1), np.asarray(auto), rtol=1e-5, atol=1e-6)
+
+
+def test_tuned_learning_rate_is_the_grid_minimum():
+    bt = batch(seed=1)
+    lr = tuned_one_step_lr(bt.x, bt.y, bt.x_query, bt.y_query)
+    grid = jnp.linspace(0.5 * lr, 1.5 * lr, 101)
+    losses = jnp.stack([jnp.mean((gd_prediction(bt.x, bt.y, bt.x_query, g) - bt.y_query) ** 2) for g in grid])
+    assert abs(float(grid[int(jnp.argmin(losses))] - lr)) <= float(grid[1] - grid[0])
+
+
+def test_least_squares_recovers_w_and_many_gd_steps_converge_to_it():
+    bt = batch(n=20, d=5, seed=2)  # over-determined, noiseless: least squares is exact
+    ls = ridge_prediction(bt.x, bt.y, bt.x_query)
+    np.testing.assert_allclose(np.asarray(ls), np.asarray(bt.y_query), rtol=1e-3, atol=1e-3)
+    gd = gd_prediction(bt.x, bt.y, bt.x_query, jnp.float32(0.3), steps=400)
+    np.testing.assert_allclose(np.asarray(gd), np.asarray(ls), rtol=1e-2, atol=1e-2)
+
+
+def test_ridge_matches_numpy_solve():
+    bt = batch(noise=0.5, n=8, d=6, b=4, seed=3)
+    lam = 0.1
+    got = np.asarray(ridge_prediction(bt.x, bt.y, bt.x_query, lam))
+    for i in range(4):
+        x, y = np.asarray(bt.x[i], np.float64), np.asarray(bt.y[i], np.float64)
+        w = np.linalg.solve(x.T @ x / 8 + lam * np.eye(6), x.T @ y / 8)
+        assert abs(got[i] - w @ np.asarray(bt.x_query[i], np.float64)) < 1e-3
