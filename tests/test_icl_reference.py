@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mesalab.diagnostics.icl_reference import gd_prediction, gd_weights, ridge_prediction, tuned_one_step_lr
 from mesalab.tasks.icl_regression import make_regression_distribution, sample_regression
@@ -50,3 +51,37 @@ def test_ridge_matches_numpy_solve():
         x, y = np.asarray(bt.x[i], np.float64), np.asarray(bt.y[i], np.float64)
         w = np.linalg.solve(x.T @ x / 8 + lam * np.eye(6), x.T @ y / 8)
         assert abs(got[i] - w @ np.asarray(bt.x_query[i], np.float64)) < 1e-3
+
+
+def one_gd_step_transformer(dim, lr):
+    """A 1-layer linear-attention transformer whose weights are set by hand to compute one GD step."""
+    from mesalab.models.transformer import ICLTransformer
+
+    m = ICLTransformer(dim, layers=1, heads=1, key=jax.random.key(0))
+    d = dim + 1
+    proj_x = jnp.zeros((1, d, d)).at[0, :dim, :dim].set(jnp.eye(dim))
+    label = jnp.zeros((1, d, d)).at[0, dim, dim].set(1.0)
+    attn = m.attention[0]
+    attn = eqx_replace(attn, wq=proj_x, wk=proj_x, wv=label, wo=lr * label)
+    return eqx_replace(m, attention=(attn,))
+
+
+def eqx_replace(module, **kw):
+    import equinox as eqx
+
+    for name, value in kw.items():
+        module = eqx.tree_at(lambda m, name=name: getattr(m, name), module, value)
+    return module
+
+
+def test_constructed_gd_transformer_matches_one_step_exactly():
+    from mesalab.diagnostics.algorithm_match import compare_to_references
+
+    bt = batch(seed=4)
+    lr = tuned_one_step_lr(bt.x, bt.y, bt.x_query, bt.y_query)
+    model = one_gd_step_transformer(10, lr)
+    matches = {m.name: m for m in compare_to_references(lambda a, b, c: model(a, b, c)[0], bt, lr)}
+    gd = matches["gd-1-step"]
+    assert gd.sensitivity_cosine > 0.9999 and gd.prediction_mse < 1e-8
+    assert gd.model_test_loss == pytest.approx(gd.test_loss, rel=1e-4)
+    assert matches["least-squares"].sensitivity_cosine < 0.9

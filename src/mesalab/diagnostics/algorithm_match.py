@@ -1,0 +1,59 @@
+"""Which learning algorithm does an in-context learner implement? Compare a model's predictions and its
+sensitivity to the query input (d y_hat / d x_q) with exact reference algorithms on the same sequences."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mesalab.diagnostics.icl_reference import gd_weights, ridge_prediction
+
+
+class AlgorithmMatch(NamedTuple):
+    name: str
+    test_loss: float  # 0.5 * mean squared query error of the reference
+    model_test_loss: float
+    prediction_mse: float  # mean (model - reference)^2 over sequences
+    sensitivity_cosine: float  # mean cosine between d y_hat / d x_q of model and reference
+
+
+def model_sensitivity(predict, x, y, xq) -> jax.Array:
+    """``[B, d]``: gradient of each prediction with respect to its query input."""
+    return jax.vmap(jax.grad(lambda q, a, b: predict(a, b, q)))(xq, x, y)
+
+
+def _cosine(a, b):
+    num = jnp.sum(a * b, axis=-1)
+    den = jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1)
+    return jnp.mean(num / jnp.maximum(den, 1e-12))
+
+
+def compare_to_references(predict, batch, lr_one_step, gd_steps=(1,), lr_multi=None, ridge_lam=0.0) -> list[AlgorithmMatch]:
+    """``predict(x [N, d], y [N], x_q [d]) -> scalar`` (one sequence). References: ``k``-step GD from 0 (the
+    tuned one-step learning rate for k = 1, ``lr_multi`` otherwise) and ridge / least squares. For a linear
+    reference the sensitivity is its weight vector."""
+    x, y, xq, yq = batch.x, batch.y, batch.x_query, batch.y_query
+    pm = jax.vmap(predict)(x, y, xq)
+    sm = model_sensitivity(predict, x, y, xq)
+    model_loss = float(0.5 * jnp.mean((pm - yq) ** 2))
+    out = []
+    refs = []
+    for k in gd_steps:
+        lr = lr_one_step if k == 1 else lr_multi
+        w = gd_weights(x, y, lr, k)
+        refs.append((f"gd-{k}-step", w))
+    n, d = x.shape[1], x.shape[2]
+    gram = jnp.einsum("bnd,bne->bde", x, x) / n + ridge_lam * jnp.eye(d, dtype=x.dtype)[None]
+    w_ls = jnp.einsum("bde,be->bd", jnp.linalg.pinv(gram), jnp.einsum("bnd,bn->bd", x, y) / n)
+    refs.append(("least-squares" if ridge_lam == 0 else f"ridge({ridge_lam})", w_ls))
+    for name, w in refs:
+        pr = jnp.einsum("bd,bd->b", w, xq)
+        out.append(AlgorithmMatch(name, float(0.5 * jnp.mean((pr - yq) ** 2)), model_loss,
+                                  float(jnp.mean((pm - pr) ** 2)), float(_cosine(sm, w))))
+    return out
+
+
+__all__ = ["AlgorithmMatch", "compare_to_references", "model_sensitivity", "ridge_prediction", "np"]
