@@ -86,6 +86,8 @@ def run(
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    if task == "icl-gd":
+        return _run_icl(seeds, steps, out, config, first_seed)
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
     if workers is not None and workers < 0:
@@ -119,6 +121,57 @@ def run(
                                  on_progress=lambda n: progress.update(bar, completed=n), on_stage=on_stage)
         progress.update(stage, visible=False)
     print_summary(run_dir)
+
+
+def _run_icl(seeds: int, steps: Optional[int], out: Optional[Path], config_path: Optional[Path], first_seed: int) -> None:
+    from mesalab.icl_pipeline import run_icl
+    from mesalab.optimizers.supervised import ICLConfig
+
+    overrides: dict = {}
+    if config_path is not None:
+        if not config_path.exists():
+            raise ConfigError(f"config file {config_path} not found; pass an existing JSON file to --config")
+        try:
+            overrides = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {config_path} is not valid JSON ({e.msg} at line {e.lineno}); fix the file") from None
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"config file {config_path} must hold a JSON object of ICLConfig settings")
+    if steps is not None:
+        overrides["steps"] = steps
+    cfg = ICLConfig.from_dict(overrides)
+    seed_list = list(range(first_seed, first_seed + seeds))
+    console.print(f"[bold]mesalab run icl-gd[/]: {seeds} seed(s) x {cfg.steps} Adam steps, {cfg.layers} layer(s), "
+                  f"{'softmax' if cfg.softmax else 'linear'} attention")
+    with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as progress:
+        progress.add_task("training and analysing", total=None)
+        run_dir = run_icl(cfg, seed_list, out)
+    print_icl_summary(run_dir)
+
+
+def print_icl_summary(run_dir: Path) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(Path(run_dir) / "results.duckdb"), read_only=True)
+    try:
+        rows = con.execute("SELECT seed, layer, reference, reference_loss, model_loss, prediction_mse, sensitivity_cosine "
+                           "FROM icl_matches WHERE layer = (SELECT max(layer) FROM icl_matches) ORDER BY seed, reference").fetchall()
+    finally:
+        con.close()
+    table = Table(title="icl-gd: which learning algorithm does the transformer implement?")
+    for col in ("seed", "reference", "reference loss", "model loss", "prediction MSE", "sensitivity cosine"):
+        table.add_column(col)
+    for seed, _, ref, rl, ml, mse, cos in rows:
+        table.add_row(str(seed), ref, f"{rl:.4f}", f"{ml:.4f}", f"{mse:.5f}", f"{cos:.4f}")
+    console.print(table)
+    import re
+
+    html = (Path(run_dir) / "report.html").read_text()
+    for sentence in re.findall(r"<li>(Seed [^<]*)</li>", html):
+        import html as html_mod
+
+        console.print(html_mod.unescape(sentence), markup=False)
+    console.print(f"Report: {Path(run_dir) / 'report.html'}")
 
 
 def print_summary(run_dir: Path) -> None:
@@ -220,6 +273,13 @@ def report(run_dir: Path = typer.Argument(..., help="a run folder written by `me
 
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir} is not a folder; pass a run folder written by `mesalab run`")
+    from mesalab.pipeline import load_run_config
+
+    if load_run_config(run_dir).get("kind") == "icl":
+        from mesalab.report.icl import build_icl_report
+
+        console.print(f"Report: {build_icl_report(run_dir)}")
+        return
     path = build_report(run_dir)
     console.print(f"Report: {path}")
 

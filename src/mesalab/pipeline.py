@@ -121,7 +121,7 @@ def load_run_config(run_dir: Path) -> dict:
         raise CorruptRunError(f"{run_dir} is not a mesalab run folder (no config.json); pass the folder `mesalab run` wrote")
     try:
         meta = json.loads(path.read_text())
-        meta["task"], meta["ppo"], meta["seeds"]
+        meta["task"], meta["seeds"], meta["icl" if meta.get("kind") == "icl" else "ppo"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise CorruptRunError(f"{path} is malformed ({type(e).__name__}: {e}); rerun `mesalab run`") from None
     return meta

@@ -25,9 +25,9 @@ class ICLConfig:
     softmax: bool = False
     mlp: bool = False
     layernorm: bool = False
-    steps: int = 5000
-    batch: int = 2048
-    lr: float = 1e-3
+    steps: int = 3000
+    batch: int = 1024
+    lr: float = 3e-3
     init_scale: float = 0.02
     shuffle_targets: bool = False  # control: targets permuted across sequences (nothing to learn in context)
 

@@ -1,0 +1,95 @@
+"""Report of an ``icl-gd`` run: training curves, algorithm-match tables, out-of-distribution curves."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from jinja2 import Environment, select_autoescape  # noqa: E402
+
+from mesalab.results.store import query  # noqa: E402
+
+TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mesalab run: icl-gd</title>
+<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.45}
+table{border-collapse:collapse;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .6em}th{background:#f3f3f3}
+img{max-width:100%}pre{background:#f7f7f7;padding:.8em;font-size:.85em}.note{font-size:.9em;color:#444}</style></head><body>
+<h1>icl-gd: a transformer trained on in-context linear regression</h1>
+<p class="note">d = {{ c.dim }}, {{ c.n_context }} context points, noise {{ c.noise_std }}; {{ c.layers }} layer(s),
+{{ 'softmax' if c.softmax else 'linear' }} attention, {{ c.heads }} head(s){{ ', MLPs' if c.mlp else '' }}{{ ', LayerNorm' if c.layernorm else '' }};
+{{ c.steps }} Adam steps of batch {{ c.batch }}. Seeds: {{ seeds }}.</p>
+<h2>Which algorithm does it implement?</h2>
+<ul>{% for s in sentences %}<li>{{ s }}</li>{% endfor %}</ul>
+<table><tr><th>seed</th><th>read out after layer</th><th>reference</th><th>reference loss</th><th>model loss</th><th>prediction MSE</th><th>sensitivity cosine</th></tr>
+{% for m in matches %}<tr><td>{{ m.seed }}</td><td>{{ m.layer }}</td><td>{{ m.reference }}</td><td>{{ "%.4f"|format(m.reference_loss) }}</td>
+<td>{{ "%.4f"|format(m.model_loss) }}</td><td>{{ "%.5f"|format(m.prediction_mse) }}</td><td>{{ "%.4f"|format(m.sensitivity_cosine) }}</td></tr>{% endfor %}</table>
+<p class="note">Losses are 0.5 x mean squared query error on 10,000 held-out sequences. The sensitivity cosine compares
+d y_hat / d x_q of the model with that of the reference (for a linear reference, its weight vector), averaged over
+sequences. GD references start from w = 0 with the learning rate tuned on other held-out sequences.</p>
+{% for f in figures %}<figure><img src="data:image/png;base64,{{ f.data }}" alt="{{ f.title }}"><figcaption><b>{{ f.title }}.</b> {{ f.caption }}</figcaption></figure>{% endfor %}
+<h2>Configuration</h2><pre>{{ config_json }}</pre>
+<script>window.addEventListener("load",function(){var i=Array.prototype.slice.call(document.images);
+document.body.setAttribute("data-figures-loaded",i.filter(function(x){return x.complete&&x.naturalWidth>0}).length+"/"+i.length)});</script>
+</body></html>"""
+
+
+def build_icl_report(run_dir: Path) -> Path:
+    import duckdb
+
+    from mesalab.icl_pipeline import best_match, mesa_objective_sentence
+    from mesalab.pipeline import write_json_atomic  # noqa: F401  (same atomic-write convention)
+
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "config.json").read_text())
+    con = duckdb.connect(str(run_dir / "results.duckdb"), read_only=True)
+    try:
+        curves = query(con, "SELECT * FROM icl_training ORDER BY seed, step")
+        matches = query(con, "SELECT * FROM icl_matches ORDER BY seed, layer, reference")
+        ood = query(con, "SELECT * FROM icl_ood ORDER BY seed, shift, scale")
+        lrs = query(con, "SELECT * FROM icl_learning_rates")
+    finally:
+        con.close()
+    c = meta["icl"]
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    figs = []
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for seed in sorted({r["seed"] for r in curves}):
+        rows = [r for r in curves if r["seed"] == seed]
+        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=f"seed {seed}", linewidth=1)
+    ax.set_yscale("log"), ax.set_xlabel("training step"), ax.set_ylabel("training loss"), ax.legend(fontsize=7)
+    fig.tight_layout(), fig.savefig(fig_dir / "icl_training.png", dpi=110), plt.close(fig)
+    figs.append(("Training loss", "Query loss per Adam step (fresh sequences every step).", fig_dir / "icl_training.png"))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, shift in zip(axes, ("x_scale", "w_scale")):
+        rows = [r for r in ood if r["shift"] == shift]
+        seeds = sorted({r["seed"] for r in rows})
+        for key, style in (("model", "o-"), ("gd_one_step", "s--"), ("least_squares", "^:")):
+            for s in seeds:
+                pts = [r for r in rows if r["seed"] == s]
+                ax.plot([r["scale"] for r in pts], [max(r[key], 1e-6) for r in pts], style, ms=3,
+                        label=key.replace("_", " ") if s == seeds[0] else None)
+        ax.set_yscale("log"), ax.set_xlabel(f"{shift} (x training value)"), ax.set_ylabel("query loss")
+        ax.legend(fontsize=7)
+    fig.tight_layout(), fig.savefig(fig_dir / "icl_ood.png", dpi=110), plt.close(fig)
+    figs.append(("Out of distribution", "Query loss when the scale of the inputs or of the task weights moves away "
+                 "from training: the model against tuned one-step GD and least squares.", fig_dir / "icl_ood.png"))
+    sentences = []
+    for seed in meta["seeds"]:
+        rows = [dict(m, name=m["reference"]) for m in matches if m["seed"] == seed]
+        lr1 = next(r["lr"] for r in lrs if r["seed"] == seed and r["gd_steps"] == 1)
+        sentences.append(f"Seed {seed}: " + mesa_objective_sentence(best_match(rows, c["layers"]), lr1))
+    env = Environment(autoescape=select_autoescape(default=True))
+    html = env.from_string(TEMPLATE).render(
+        c=c, seeds=meta["seeds"], sentences=sentences, matches=matches,
+        figures=[{"title": t, "caption": cap, "data": base64.b64encode(p.read_bytes()).decode()} for t, cap, p in figs],
+        config_json=json.dumps(meta, indent=2))
+    out = run_dir / "report.html"
+    tmp = out.with_suffix(".html.partial")
+    tmp.write_text(html)
+    tmp.replace(out)
+    return out
