@@ -43,6 +43,10 @@ def tasks() -> None:
         table.add_row(t.name, t.description,
                       f"{t.base_objective.name} / {', '.join(p.name for p in t.proxies) or '-'}",
                       "\n".join(f"{k}: {v}" for k, v in t.dials.items()))
+    table.add_row("icl-gd", "In-context linear regression for transformers (supervised; `mesalab run icl-gd`): "
+                  "which learning algorithm does the trained model implement?",
+                  "query squared error / -", "dim, n_context, noise_std, x_scale, w_scale (ICLConfig; OOD curves "
+                  "over x and w scale)")
     console.print(table)
 
 
