@@ -50,23 +50,29 @@ def tasks() -> None:
     console.print(table)
 
 
+def _read_config_file(config_path: Optional[Path], what: str) -> dict:
+    """The JSON object of ``--config`` (``{}`` when not given), with one-line errors naming the fix."""
+    if config_path is None:
+        return {}
+    if not config_path.exists():
+        raise ConfigError(f"config file {config_path} not found; pass an existing JSON file to --config")
+    try:
+        overrides = json.loads(config_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config file {config_path} is not valid JSON ({e.msg} at line {e.lineno}); fix the file") from None
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"config file {config_path} must hold a JSON object of {what} settings")
+    return overrides
+
+
 def _load_config(task: str, config_path: Optional[Path], steps: Optional[int]):
     from mesalab.optimizers import PPOConfig
     from mesalab.tasks import get_task
 
     get_task(task)
-    overrides: dict = {}
-    if config_path is not None:
-        if not config_path.exists():
-            raise ConfigError(f"config file {config_path} not found; pass an existing JSON file to --config")
-        try:
-            overrides = json.loads(config_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"config file {config_path} is not valid JSON ({e.msg} at line {e.lineno}); fix the file") from None
-        if not isinstance(overrides, dict):
-            raise ConfigError(f"config file {config_path} must hold a JSON object of PPO settings")
-        if overrides.get("task", task) != task:
-            raise ConfigError(f"config file names task {overrides['task']!r} but the command names {task!r}; make them agree")
+    overrides = _read_config_file(config_path, "PPO")
+    if overrides.get("task", task) != task:
+        raise ConfigError(f"config file names task {overrides['task']!r} but the command names {task!r}; make them agree")
     overrides["task"] = task
     if steps is not None:
         overrides["total_steps"] = steps
@@ -131,16 +137,7 @@ def _run_icl(seeds: int, steps: Optional[int], out: Optional[Path], config_path:
     from mesalab.icl_pipeline import run_icl
     from mesalab.optimizers.supervised import ICLConfig
 
-    overrides: dict = {}
-    if config_path is not None:
-        if not config_path.exists():
-            raise ConfigError(f"config file {config_path} not found; pass an existing JSON file to --config")
-        try:
-            overrides = json.loads(config_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"config file {config_path} is not valid JSON ({e.msg} at line {e.lineno}); fix the file") from None
-        if not isinstance(overrides, dict):
-            raise ConfigError(f"config file {config_path} must hold a JSON object of ICLConfig settings")
+    overrides = _read_config_file(config_path, "ICLConfig")
     if steps is not None:
         overrides["steps"] = steps
     cfg = ICLConfig.from_dict(overrides)

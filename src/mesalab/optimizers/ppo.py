@@ -18,6 +18,7 @@ import optax
 
 from mesalab.errors import ConfigError, TrainingDivergedError
 from mesalab.models import make_model
+from mesalab.optimizers.config import config_from_dict
 from mesalab.tasks import get_task
 from mesalab.tasks.grid import EnvParams
 
@@ -103,29 +104,7 @@ class PPOConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "PPOConfig":
         """Build from a plain dict (e.g. a JSON file), rejecting unknown keys and wrong types."""
-        if not isinstance(d, dict):
-            raise ConfigError("config must be a JSON object of PPO settings, e.g. {\"lr\": 0.001}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {', '.join(fields)}")
-        kwargs = {}
-        for k, v in d.items():
-            default = getattr(cls(), k)
-            typ = type(default)
-            if typ is bool:
-                ok = isinstance(v, bool)
-            elif typ is int:
-                ok = isinstance(v, int) and not isinstance(v, bool)
-            elif typ is float:
-                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-                v = float(v) if ok else v
-            else:
-                ok = isinstance(v, typ)
-            if not ok:
-                raise ConfigError(f"config key {k!r} must be {typ.__name__}, got {v!r}")
-            kwargs[k] = v
-        return cls(**kwargs).validate()
+        return config_from_dict(cls, d, "PPO")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

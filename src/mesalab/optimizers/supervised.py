@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +10,7 @@ import optax
 
 from mesalab.errors import ConfigError
 from mesalab.models.transformer import ICLTransformer
+from mesalab.optimizers.config import config_from_dict
 from mesalab.tasks.icl_regression import make_regression_distribution, sample_regression
 
 
@@ -44,11 +45,8 @@ class ICLConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ICLConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {sorted(known)}")
-        return cls(**d).validate()
+        """Build from a plain dict (e.g. a JSON file), rejecting unknown keys and wrong types."""
+        return config_from_dict(cls, d, "ICLConfig")
 
 
 def init_model(config: ICLConfig, key: jax.Array) -> ICLTransformer:
