@@ -4,7 +4,6 @@ implement (one GD step, k GD steps, least squares), and write a run folder with 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +47,7 @@ def analyse_model(model, config, n_eval: int = 10_000, seed: int = 12345) -> dic
             _, acts = model(x, y, xq)
             return acts[f"layer_{layer}/residual"][-1, -1]
 
-        for k in steps:
-            m = compare_to_references(predict, test, lrs[1], gd_steps=(k,), lr_multi=lrs[k])
-            for r in m if k == steps[0] else m[:1]:
-                rows.append({"layer": layer + 1, **r._asdict()})
+        rows += [{"layer": layer + 1, **r._asdict()} for r in compare_to_references(predict, test, lrs)]
     ood = []
     for which in ("x_scale", "w_scale"):
         for s in OOD_SCALES:
@@ -124,43 +120,29 @@ def run_icl(config, seeds: list[int], out: Path | None = None) -> Path:
     return out
 
 
+ICL_SCHEMA = """
+CREATE TABLE runs (seed INTEGER, task VARCHAR, config JSON, versions JSON, created VARCHAR);
+CREATE TABLE icl_training (seed INTEGER, step INTEGER, loss DOUBLE);
+CREATE TABLE icl_matches (seed INTEGER, layer INTEGER, reference VARCHAR, reference_loss DOUBLE, model_loss DOUBLE,
+    prediction_mse DOUBLE, sensitivity_cosine DOUBLE);
+CREATE TABLE icl_ood (seed INTEGER, shift VARCHAR, scale DOUBLE, model DOUBLE, gd_one_step DOUBLE, least_squares DOUBLE);
+CREATE TABLE icl_learning_rates (seed INTEGER, gd_steps INTEGER, lr DOUBLE);
+"""
+
+
 def _write_icl_results(out: Path, config, meta, results) -> None:
-    import duckdb
-    import os
+    from mesalab.results.store import dumps, write_results
 
-    from mesalab.results.store import DB_NAME, dumps
-
-    final = out / DB_NAME
-    tmp = final.with_suffix(".duckdb.partial")
-    if tmp.exists():
-        tmp.unlink()
-    con = duckdb.connect(str(tmp))
-    try:
-        con.execute("BEGIN TRANSACTION")
-        con.execute("CREATE TABLE runs (seed INTEGER, task VARCHAR, config JSON, versions JSON, created VARCHAR)")
-        con.execute("CREATE TABLE icl_training (seed INTEGER, step INTEGER, loss DOUBLE)")
-        con.execute("CREATE TABLE icl_matches (seed INTEGER, layer INTEGER, reference VARCHAR, reference_loss DOUBLE, "
-                    "model_loss DOUBLE, prediction_mse DOUBLE, sensitivity_cosine DOUBLE)")
-        con.execute("CREATE TABLE icl_ood (seed INTEGER, shift VARCHAR, scale DOUBLE, model DOUBLE, gd_one_step DOUBLE, "
-                    "least_squares DOUBLE)")
-        con.execute("CREATE TABLE icl_learning_rates (seed INTEGER, gd_steps INTEGER, lr DOUBLE)")
-        for seed, loss, a in results:
-            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?)",
-                        [seed, "icl-gd", dumps(config.to_dict()), dumps(meta["versions"]), meta["created"]])
-            every = max(1, len(loss) // 500)
-            con.executemany("INSERT INTO icl_training VALUES (?, ?, ?)",
-                            [(seed, i, float(v)) for i, v in enumerate(loss) if i % every == 0 or i == len(loss) - 1])
-            con.executemany("INSERT INTO icl_matches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [(seed, m["layer"], m["name"], m["test_loss"], m["model_test_loss"], m["prediction_mse"],
-                              m["sensitivity_cosine"]) for m in a["matches"]])
-            con.executemany("INSERT INTO icl_ood VALUES (?, ?, ?, ?, ?, ?)",
-                            [(seed, o["shift"], o["scale"], o["model"], o["gd-1-step"], o["least-squares"])
-                             for o in a["ood"]])
-            con.executemany("INSERT INTO icl_learning_rates VALUES (?, ?, ?)",
-                            [(seed, k, v) for k, v in a["learning_rates"].items()])
-        con.execute("COMMIT")
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
-    os.replace(tmp, final)
-    json.dumps({})
+    rows: dict[str, list[tuple]] = {"runs": [], "icl_training": [], "icl_matches": [], "icl_ood": [],
+                                    "icl_learning_rates": []}
+    for seed, loss, a in results:
+        rows["runs"].append((seed, "icl-gd", dumps(config.to_dict()), dumps(meta["versions"]), meta["created"]))
+        every = max(1, len(loss) // 500)
+        rows["icl_training"] += [(seed, i, float(v)) for i, v in enumerate(loss)
+                                 if i % every == 0 or i == len(loss) - 1]
+        rows["icl_matches"] += [(seed, m["layer"], m["name"], m["test_loss"], m["model_test_loss"],
+                                 m["prediction_mse"], m["sensitivity_cosine"]) for m in a["matches"]]
+        rows["icl_ood"] += [(seed, o["shift"], o["scale"], o["model"], o["gd-1-step"], o["least-squares"])
+                            for o in a["ood"]]
+        rows["icl_learning_rates"] += [(seed, k, v) for k, v in a["learning_rates"].items()]
+    write_results(out, rows, ICL_SCHEMA)

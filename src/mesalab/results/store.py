@@ -47,58 +47,61 @@ OBJECTIVE_TABLES = ("irl_weights", "behavioral_objectives", "candidate_likelihoo
                     "level_bits")
 
 
-def write_results(run_dir: Path, rows: dict[str, list[tuple]]) -> Path:
-    """Create the run's database from ``rows`` (table name -> list of row tuples) atomically."""
-    final = Path(run_dir) / DB_NAME
-    tmp = final.with_suffix(".duckdb.partial")
-    for p in (tmp, Path(str(tmp) + ".wal")):
-        if p.exists():
-            p.unlink()
-    con = duckdb.connect(str(tmp))
-    try:
-        con.execute("BEGIN TRANSACTION")
-        con.execute(SCHEMA)
-        for table, values in rows.items():
-            if values:
-                marks = ", ".join("?" * len(values[0]))
-                con.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
-        con.execute("COMMIT")
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
-    os.replace(tmp, final)
-    return final
-
-
-def replace_tables(run_dir: Path, rows: dict[str, list[tuple]]) -> Path:
-    """Replace the contents of some tables of an existing run database, atomically: the database is copied to
-    ``.partial``, changed in one transaction and renamed over the original (an interruption leaves the old
-    database intact). Tables missing from an older database are created."""
+def _atomic_update(run_dir: Path, start_from_existing: bool, change) -> Path:
+    """Apply ``change(con)`` in one transaction to ``results.duckdb.partial`` (a copy of the run's database
+    when ``start_from_existing``, else empty), then rename it over ``results.duckdb``: an interruption leaves
+    the previous state (no database, or the old one), never a half-written one."""
     import shutil
 
     final = Path(run_dir) / DB_NAME
-    open_results(run_dir).close()  # one-line error if missing or corrupt
     tmp = final.with_suffix(".duckdb.partial")
     for p in (tmp, Path(str(tmp) + ".wal")):
         if p.exists():
             p.unlink()
-    shutil.copyfile(final, tmp)
-    statements = {s.split("(")[0].split()[-1]: s for s in SCHEMA.split(";") if s.strip()}
+    if start_from_existing:
+        shutil.copyfile(final, tmp)
     con = duckdb.connect(str(tmp))
     try:
         con.execute("BEGIN TRANSACTION")
-        for table, values in rows.items():
-            con.execute(f"DROP TABLE IF EXISTS {table}")
-            con.execute(statements[table])
-            if values:
-                marks = ", ".join("?" * len(values[0]))
-                con.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
+        change(con)
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
     finally:
         con.close()
     os.replace(tmp, final)
     return final
+
+
+def _insert(con, table: str, values: list[tuple]) -> None:
+    if values:
+        marks = ", ".join("?" * len(values[0]))
+        con.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
+
+
+def write_results(run_dir: Path, rows: dict[str, list[tuple]], schema: str = SCHEMA) -> Path:
+    """Create the run's database from ``schema`` and ``rows`` (table name -> list of row tuples) atomically."""
+
+    def change(con):
+        con.execute(schema)
+        for table, values in rows.items():
+            _insert(con, table, values)
+
+    return _atomic_update(run_dir, False, change)
+
+
+def replace_tables(run_dir: Path, rows: dict[str, list[tuple]]) -> Path:
+    """Replace the contents of some tables of an existing run database, atomically (the database is copied,
+    changed and renamed over the original). Tables missing from an older database are created."""
+    open_results(run_dir).close()  # one-line error if missing or corrupt
+    statements = {s.split("(")[0].split()[-1]: s for s in SCHEMA.split(";") if s.strip()}
+
+    def change(con):
+        for table, values in rows.items():
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+            con.execute(statements[table])
+            _insert(con, table, values)
+
+    return _atomic_update(run_dir, True, change)
 
 
 def has_table(con, table: str) -> bool:
