@@ -80,7 +80,7 @@ def test_constructed_gd_transformer_matches_one_step_exactly():
     bt = batch(seed=4)
     lr = tuned_one_step_lr(bt.x, bt.y, bt.x_query, bt.y_query)
     model = one_gd_step_transformer(10, lr)
-    matches = {m.name: m for m in compare_to_references(lambda a, b, c: model(a, b, c)[0], bt, lr)}
+    matches = {m.name: m for m in compare_to_references(lambda a, b, c: model(a, b, c)[0], bt, {1: lr})}
     gd = matches["gd-1-step"]
     assert gd.sensitivity_cosine > 0.9999 and gd.prediction_mse < 1e-8
     assert gd.model_test_loss == pytest.approx(gd.test_loss, rel=1e-4)

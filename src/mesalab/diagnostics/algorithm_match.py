@@ -7,9 +7,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from mesalab.diagnostics.icl_reference import gd_weights, ridge_prediction
+from mesalab.diagnostics.icl_reference import gd_weights, ridge_weights
 
 
 class AlgorithmMatch(NamedTuple):
@@ -31,29 +30,19 @@ def _cosine(a, b):
     return jnp.mean(num / jnp.maximum(den, 1e-12))
 
 
-def compare_to_references(predict, batch, lr_one_step, gd_steps=(1,), lr_multi=None, ridge_lam=0.0) -> list[AlgorithmMatch]:
-    """``predict(x [N, d], y [N], x_q [d]) -> scalar`` (one sequence). References: ``k``-step GD from 0 (the
-    tuned one-step learning rate for k = 1, ``lr_multi`` otherwise) and ridge / least squares. For a linear
-    reference the sensitivity is its weight vector."""
+def compare_to_references(predict, batch, gd_lrs: dict[int, float], ridge_lam=0.0) -> list[AlgorithmMatch]:
+    """``predict(x [N, d], y [N], x_q [d]) -> scalar`` (one sequence) against k-step GD from 0 for each
+    ``k -> learning rate`` in ``gd_lrs`` and ridge / least squares. The model's predictions and sensitivities
+    are computed once; for a linear reference the sensitivity is its weight vector."""
     x, y, xq, yq = batch.x, batch.y, batch.x_query, batch.y_query
     pm = jax.vmap(predict)(x, y, xq)
     sm = model_sensitivity(predict, x, y, xq)
     model_loss = float(0.5 * jnp.mean((pm - yq) ** 2))
+    refs = [(f"gd-{k}-step", gd_weights(x, y, lr, k)) for k, lr in sorted(gd_lrs.items())]
+    refs.append(("least-squares" if ridge_lam == 0 else f"ridge({ridge_lam})", ridge_weights(x, y, ridge_lam)))
     out = []
-    refs = []
-    for k in gd_steps:
-        lr = lr_one_step if k == 1 else lr_multi
-        w = gd_weights(x, y, lr, k)
-        refs.append((f"gd-{k}-step", w))
-    n, d = x.shape[1], x.shape[2]
-    gram = jnp.einsum("bnd,bne->bde", x, x) / n + ridge_lam * jnp.eye(d, dtype=x.dtype)[None]
-    w_ls = jnp.einsum("bde,be->bd", jnp.linalg.pinv(gram), jnp.einsum("bnd,bn->bd", x, y) / n)
-    refs.append(("least-squares" if ridge_lam == 0 else f"ridge({ridge_lam})", w_ls))
     for name, w in refs:
         pr = jnp.einsum("bd,bd->b", w, xq)
         out.append(AlgorithmMatch(name, float(0.5 * jnp.mean((pr - yq) ** 2)), model_loss,
                                   float(jnp.mean((pm - pr) ** 2)), float(_cosine(sm, w))))
     return out
-
-
-__all__ = ["AlgorithmMatch", "compare_to_references", "model_sensitivity", "ridge_prediction", "np"]

@@ -40,11 +40,15 @@ def tuned_one_step_lr(x, y, x_query, y_query) -> jax.Array:
     return jnp.sum(a * y_query) / jnp.sum(a * a)
 
 
-def ridge_prediction(x, y, x_query, lam=0.0) -> jax.Array:
-    """Prediction of the ridge / least-squares solution of each context (``lam`` in units of the per-point
-    loss, so ``lam = 0`` is ordinary least squares; a minimum-norm solution when ``N < d``)."""
+def ridge_weights(x, y, lam=0.0) -> jax.Array:
+    """``[B, d]``: the ridge / least-squares solution of each context (``lam`` in units of the per-point loss,
+    so ``lam = 0`` is ordinary least squares; a minimum-norm solution when ``N < d``)."""
     n, d = x.shape[1], x.shape[2]
     gram = jnp.einsum("bnd,bne->bde", x, x) / n + lam * jnp.eye(d, dtype=x.dtype)[None]
     rhs = jnp.einsum("bnd,bn->bd", x, y) / n
-    w = jnp.einsum("bde,be->bd", jnp.linalg.pinv(gram), rhs)
-    return jnp.einsum("bd,bd->b", w, x_query)
+    return jnp.einsum("bde,be->bd", jnp.linalg.pinv(gram), rhs)
+
+
+def ridge_prediction(x, y, x_query, lam=0.0) -> jax.Array:
+    """Prediction of :func:`ridge_weights` at the query."""
+    return jnp.einsum("bd,bd->b", ridge_weights(x, y, lam), x_query)
