@@ -209,7 +209,7 @@ def diagnose_run(run_dir: Path, irl_levels: int | None = None, bootstrap: int = 
     for i, (seed, model) in enumerate(zip(seeds, models)):
         stage(f"seed {seed}: fitting the behavioral objective")
         seed_episodes = {s: type(e)(*(x[i] for x in e)) for s, e in episodes.items()}
-        profiles[seed] = profile_seed(task, model, seed_episodes, settings)
+        profiles[seed] = profile_seed(task, model, seed_episodes, pools, settings)
     stage("writing results")
     rows = objective_rows(profiles)
     con = open_results(run_dir)

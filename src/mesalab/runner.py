@@ -56,8 +56,8 @@ def train_and_evaluate_group(config_dict: dict, seeds: list[int], eval_settings:
     check_finite(metrics, config.lr)
 
     episodes = {}
-    for split in ("train", "test"):
-        params = evaluation_levels(task, split, eval_settings.episodes, eval_settings.level_seed)
+    pools = {s: evaluation_levels(task, s, eval_settings.episodes, eval_settings.level_seed) for s in ("train", "test")}
+    for split, params in pools.items():
 
         @eqx.filter_jit
         def run(models, keys, params=params):
@@ -79,23 +79,23 @@ def train_and_evaluate_group(config_dict: dict, seeds: list[int], eval_settings:
                 model_leaves=[leaf[i] for leaf in leaves],
                 metrics={k: v[i] for k, v in metrics.items()},
                 episodes=seed_episodes,
-                profiles=profile_seed(task, model, seed_episodes, eval_settings),
+                profiles=profile_seed(task, model, seed_episodes, pools, eval_settings),
             )
         )
     return out
 
 
-def profile_seed(task, model, episodes: dict, eval_settings: EvalSettings) -> dict:
-    """The objective profile (behavioral objective, bits, goal-directedness) of one trained model per split."""
+def profile_seed(task, model, episodes: dict, pools: dict, eval_settings: EvalSettings) -> dict:
+    """The objective profile (behavioral objective, bits, goal-directedness) of one trained model per split;
+    ``pools``: split -> the evaluation levels (``EnvParams``) the episodes were played on."""
     if eval_settings.irl_levels <= 0:
         return {}
-    from mesalab.diagnostics import evaluation_levels
     from mesalab.diagnostics.behavioral import model_log_probs
     from mesalab.diagnostics.objective_profile import objective_profile
 
     out = {}
     for split, ep in episodes.items():
-        params = evaluation_levels(task, split, eval_settings.episodes, eval_settings.level_seed)
+        params = pools[split]
         own = lambda demos, params=params: model_log_probs(task, model, task.obs_mode, eval_settings.greedy,  # noqa: E731
                                                            params, demos)
         out[split] = objective_profile(task, params, ep, split, irl_levels=eval_settings.irl_levels,
