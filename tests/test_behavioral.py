@@ -292,3 +292,14 @@ def test_level_without_reachable_goal_scores_zero_bits():
                                     jnp.asarray((2, 0), jnp.int32), 10)
     assert np.all(np.isneginf(np.asarray(log_cdf)))
     assert float(bits_for_first_reach(log_cdf, jnp.int32(10**6))) == 0.0
+
+
+def test_fast_predecessor_sum_equals_the_generic_arrivals(red_door):
+    from mesalab.diagnostics.grid_mdp import arrivals, predecessor_sum
+
+    params = evaluation_levels(red_door, "test", 4)
+    x = jax.random.uniform(jax.random.key(0), (4,) + params.grid.shape[1:3])
+    for i in range(4):
+        mdp = level_mdp(params.grid[i], params.base_target[i])
+        np.testing.assert_allclose(np.asarray(predecessor_sum(x, mdp)),
+                                   np.asarray(jnp.sum(arrivals(x, mdp, 0.0), axis=0)), rtol=1e-6, atol=1e-6)

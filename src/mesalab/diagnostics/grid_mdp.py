@@ -66,7 +66,10 @@ def predecessor_logsumexp(log_mass: jax.Array, mdp: LevelMDP) -> jax.Array:
 
 
 def predecessor_sum(x: jax.Array, mdp: LevelMDP) -> jax.Array:
-    """``[H, W]``: total of ``x[a, s]`` arriving at each cell (mass moved by a policy, in linear space)."""
+    """``[H, W]``: total of ``x[a, s]`` arriving at each cell (mass moved by a policy, in linear space).
+
+    The same sum as ``jnp.sum(arrivals(x, mdp, 0.0), axis=0)``, written out with one pad because it sits in
+    the IRL gradient's inner loop: the generic form made the whole value-and-gradient 30-50% slower here."""
     h, w = x.shape[1:]
     p = jnp.pad(x, ((0, 0), (1, 1), (1, 1)))
     total = jnp.sum(jnp.where(mdp.blocked, x, 0.0), axis=0)
