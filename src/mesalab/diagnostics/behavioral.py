@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -448,7 +449,8 @@ def _log_probs_of(task, policy, params, cells, actions):
 
 def model_log_probs(task, model, obs_mode: str, greedy: bool, params, demos: Demonstrations) -> np.ndarray:
     """:func:`policy_log_probs` for a trained actor-critic, compiled once for every model of the same shape."""
-    import equinox as eqx
+    return np.asarray(_model_log_probs_jit(model, task, obs_mode, greedy, params, demos.cells, demos.actions),
+                      np.float64)
 
-    fn = eqx.filter_jit(_model_log_probs_impl)
-    return np.asarray(fn(model, task, obs_mode, greedy, params, demos.cells, demos.actions), np.float64)
+
+_model_log_probs_jit = eqx.filter_jit(_model_log_probs_impl)  # one wrapper: its compilation cache is shared

@@ -41,7 +41,6 @@ def build_icl_report(run_dir: Path) -> Path:
     import duckdb
 
     from mesalab.icl_pipeline import best_match, mesa_objective_sentence
-    from mesalab.pipeline import write_json_atomic  # noqa: F401  (same atomic-write convention)
 
     run_dir = Path(run_dir)
     meta = json.loads((run_dir / "config.json").read_text())
