@@ -1,4 +1,4 @@
-"""The ``mesalab`` command line: ``run``, ``diagnose``, ``report``, ``tasks``.
+"""The ``mesalab`` command line: ``run``, ``diagnose``, ``sweep``, ``report``, ``tasks``.
 
 User errors (unknown task, bad option values, malformed config, corrupt run folder) print one line that
 names the fix and exit with status 2; no traceback.
@@ -268,14 +268,112 @@ def diagnose(
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="a run folder written by `mesalab run`")) -> None:
-    """Re-render report.html (and figures) of a run folder from its config and results database."""
+def sweep(
+    preset: str = typer.Argument(..., help="pseudo-alignment-alpha | diversity | capacity | simplicity | toy-model"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="seeds per dial value (default: the preset's, 5)"),
+    backend: str = typer.Option("local", "--backend", help="local (pinned worker processes) or ray"),
+    out: Optional[Path] = typer.Option(None, "--out", help="sweep folder (default sweeps/PRESET); re-running resumes it"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="parallel workers (default: one per core on CPU; 0 = in-process, local only)"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray for this command)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="override the environment steps of every cell"),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of PPO settings to override in every cell"),
+    episodes: Optional[int] = typer.Option(None, "--episodes", help="override the evaluation levels per split and cell"),
+    irl_levels: Optional[int] = typer.Option(None, "--irl-levels", help="override the levels used for goal-directedness (0 skips it)"),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="toy-model only: a diversity sweep folder to set beside the model"),
+) -> None:
+    """Run a preset experiment (a grid of dial values x seeds), commit each finished batch, test the
+    hypothesis for a trend along the dial and write the sweep report. Re-running the same command resumes."""
+    from mesalab.experiments.presets import TOY_MODEL, get_preset
+
+    if preset == TOY_MODEL:
+        from mesalab.experiments.toy_model import run_toy_model
+
+        if compare is not None and not compare.is_dir():
+            raise ConfigError(f"--compare {compare} is not a folder; pass a diversity sweep folder")
+        out_dir = run_toy_model(out, compare)
+        html = (out_dir / "report.html").read_text()
+        import html as html_mod
+        import re
+
+        for sentence in re.findall(r"<li[^>]*>([^<]*)</li>", html):
+            console.print(html_mod.unescape(sentence), markup=False)
+        console.print(f"Report: {out_dir / 'report.html'}")
+        return
+    p = get_preset(preset)
+    n_seeds = p.default_seeds if seeds is None else seeds
+    if n_seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {n_seeds}")
+    if workers is not None and workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {workers}")
+    if compare is not None:
+        raise ConfigError("--compare is for the toy-model preset only")
+    overrides = _read_config_file(config, "PPO")
+    if steps is not None:
+        overrides["total_steps"] = steps
+    eval_overrides = {k: v for k, v in (("episodes", episodes), ("irl_levels", irl_levels)) if v is not None}
+    if eval_overrides.get("episodes", 1) < 1 or eval_overrides.get("irl_levels", 0) < 0:
+        raise ConfigError("--episodes must be at least 1 and --irl-levels at least 0")
+    from mesalab.experiments.sweep import run_sweep
+
+    if backend == "local" and workers == 0:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # see `run`: committed batches are safe
+    console.print(f"[bold]mesalab sweep {preset}[/]: {p.dial.name} in {[p.dial.display(v) for v in p.dial.values]}"
+                  f" x {n_seeds} seed(s) x {len(p.panels)} panel(s), backend {backend}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.0f} cells"),
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console) as progress:
+        bar = progress.add_task("planning", total=1)
+
+        def on_plan(todo, done):
+            if done:
+                console.print(f"resuming: {done} cell(s) already finished, {todo} to run", markup=False)
+            progress.update(bar, description="compiling + training", total=max(todo, 1), completed=0 if todo else 1)
+
+        sweep_dir = run_sweep(preset, list(range(n_seeds)), out, backend, workers, address, overrides, eval_overrides,
+                              on_plan=on_plan, on_progress=lambda n: progress.update(bar, completed=n))
+    print_sweep_summary(sweep_dir)
+
+
+def print_sweep_summary(sweep_dir: Path) -> None:
+    from mesalab.experiments.sweep import analyse_sweep
+
+    a = analyse_sweep(sweep_dir)
+    table = Table(title=f"{a.preset.name}: {a.n_cells} of {a.n_expected} cells finished")
+    table.add_column(a.preset.dial.name)
+    shown = [s for s in a.series if s.metric in {v.metric for v in a.verdicts}]
+    for s in shown:
+        table.add_column((s.panel + ": " if s.panel != "all" else "") + s.metric)
+    for v in a.preset.dial.values:
+        row = [a.preset.dial.display(v)]
+        for s in shown:
+            p = next((p for p in s.points if p.value == v), None)
+            row.append("-" if p is None else f"{p.mean:.2f} [{p.ci_low:.2f}, {p.ci_high:.2f}]")
+        table.add_row(*row)
+    console.print(table)
+    for v in a.verdicts:
+        colour = {"supported": "green", "contradicted": "red"}.get(v.verdict, "yellow")
+        console.print(f"[{colour}]{v.verdict.upper()}[/] ", end="")
+        console.print(v.sentence, markup=False)
+    console.print(f"Report: {Path(sweep_dir) / 'report.html'}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run or sweep folder written by `mesalab run` or `mesalab sweep`")) -> None:
+    """Re-render report.html (and figures) of a run or sweep folder from its config and results database."""
     from mesalab.report import build_report
 
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir} is not a folder; pass a run folder written by `mesalab run`")
     from mesalab.pipeline import load_run_config
 
+    if (run_dir / "sweep.json").exists():
+        from mesalab.experiments.sweep import load_sweep_config
+        from mesalab.report.sweep import build_sweep_report, build_toy_report
+
+        build = build_toy_report if load_sweep_config(run_dir).get("kind") == "toy-model" else build_sweep_report
+        console.print(f"Report: {build(run_dir)}")
+        return
     if load_run_config(run_dir).get("kind") == "icl":
         from mesalab.report.icl import build_icl_report
 
@@ -303,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"error: {e.format_message()} (see `{cmd} --help`)", markup=False, highlight=False,
                           soft_wrap=True)
         return 2
-    except (_click_exc.Abort, typer.Abort):
+    except typer.Abort:
         err_console.print("aborted: no results were written for unfinished seeds", markup=False)
         return 130
     except KeyboardInterrupt:

@@ -164,9 +164,10 @@ def diagnose_run(run_dir: Path, irl_levels: int | None = None, bootstrap: int = 
     import jax
     import jax.numpy as jnp
 
-    from mesalab.diagnostics import evaluate, evaluation_levels, model_policy
+    import equinox as eqx
+
     from mesalab.results.store import open_results, replace_tables
-    from mesalab.runner import EvalSettings, profile_seed
+    from mesalab.runner import EvalSettings, evaluate_models, evaluation_pools, profile_seed, split_seed
     from mesalab.tasks import get_task
 
     if irl_levels is not None and irl_levels < 1:
@@ -185,31 +186,21 @@ def diagnose_run(run_dir: Path, irl_levels: int | None = None, bootstrap: int = 
     if irl_levels > settings.episodes:
         raise ConfigError(f"--levels {irl_levels} exceeds the run's {settings.episodes} evaluation episodes per split; "
                           f"pass at most {settings.episodes}")
-    pools = {s: evaluation_levels(task, s, settings.episodes, settings.level_seed) for s in ("train", "test")}
-    stage("replaying the evaluation episodes")
-    import equinox as eqx
-
     if seeds is None:
         seeds = list(meta["seeds"])
     unknown = sorted(set(seeds) - set(meta["seeds"]))
     if unknown:
         raise ConfigError(f"seed(s) {unknown} are not in this run; its seeds are {meta['seeds']}")
+    pools = evaluation_pools(task, settings)
+    stage("replaying the evaluation episodes")
     models = [load_model(run_dir, seed) for seed in seeds]
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs) if eqx.is_array(xs[0]) else xs[0], *models)
-    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 7))(jnp.asarray(seeds, jnp.uint32))
-    episodes = {}
-    for split, params in pools.items():
-        @eqx.filter_jit
-        def replay(models, keys, params=params):
-            return eqx.filter_vmap(lambda m, k: evaluate(task, model_policy(m, task.obs_mode, settings.greedy),
-                                                          params, k))(models, keys)
-
-        episodes[split] = jax.tree_util.tree_map(np.asarray, replay(stacked, keys))
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+    episodes = evaluate_models(task, stacked, keys, pools, settings.greedy)
     profiles = {}
     for i, (seed, model) in enumerate(zip(seeds, models)):
         stage(f"seed {seed}: fitting the behavioral objective")
-        seed_episodes = {s: type(e)(*(x[i] for x in e)) for s, e in episodes.items()}
-        profiles[seed] = profile_seed(task, model, seed_episodes, pools, settings)
+        profiles[seed] = profile_seed(task, model, split_seed(episodes, i), pools, settings)
     stage("writing results")
     rows = objective_rows(profiles)
     con = open_results(run_dir)

@@ -8,6 +8,7 @@ each vmapping its share. ``workers=0`` runs everything in this process (use it o
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -44,7 +45,6 @@ def train_and_evaluate_group(config_dict: dict, seeds: list[int], eval_settings:
     import jax
     import jax.numpy as jnp
 
-    from mesalab.diagnostics import evaluate, evaluation_levels, model_policy
     from mesalab.optimizers import PPOConfig, check_finite, make_train
     from mesalab.tasks import get_task
 
@@ -55,24 +55,14 @@ def train_and_evaluate_group(config_dict: dict, seeds: list[int], eval_settings:
     metrics = jax.tree_util.tree_map(np.asarray, metrics)
     check_finite(metrics, config.lr)
 
-    episodes = {}
-    pools = {s: evaluation_levels(task, s, eval_settings.episodes, eval_settings.level_seed) for s in ("train", "test")}
-    for split, params in pools.items():
-
-        @eqx.filter_jit
-        def run(models, keys, params=params):
-            return eqx.filter_vmap(
-                lambda m, k: evaluate(task, model_policy(m, task.obs_mode, eval_settings.greedy), params, k)
-            )(models, keys)
-
-        eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(keys)
-        episodes[split] = jax.tree_util.tree_map(np.asarray, run(models, eval_keys))
+    pools = evaluation_pools(task, eval_settings)
+    episodes = evaluate_models(task, models, keys, pools, eval_settings.greedy)
 
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(models, eqx.is_array))]
     out = []
     for i, seed in enumerate(seeds):
-        seed_episodes = {s: type(e)(*(x[i] for x in e)) for s, e in episodes.items()}
-        model = jax.tree_util.tree_map(lambda x: x[i] if eqx.is_array(x) else x, models)
+        seed_episodes = split_seed(episodes, i)
+        model = split_seed(models, i)
         out.append(
             SeedResult(
                 seed=int(seed),
@@ -83,6 +73,53 @@ def train_and_evaluate_group(config_dict: dict, seeds: list[int], eval_settings:
             )
         )
     return out
+
+
+def evaluation_pools(task, eval_settings: EvalSettings) -> dict:
+    """split -> the fixed evaluation levels (``EnvParams``), shared by every seed (paired comparisons)."""
+    from mesalab.diagnostics import evaluation_levels
+
+    return {s: evaluation_levels(task, s, eval_settings.episodes, eval_settings.level_seed) for s in ("train", "test")}
+
+
+def evaluate_models(task, models, keys, pools: dict, greedy: bool) -> dict:
+    """One episode per pool level for each of a stack of models (leading axis, one per training key) on each
+    split: ``split -> Episodes`` (numpy, leading model axis). The episode keys derive from the training keys,
+    so replaying a run's checkpoints reproduces its episodes."""
+    import jax
+
+    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(keys)
+    episodes = {}
+    for split, params in pools.items():
+        episodes[split] = jax.tree_util.tree_map(np.asarray, _evaluate_stack(task, greedy, models, eval_keys, params))
+    return episodes
+
+
+def _evaluate_stack(task, greedy, models, keys, params):
+    return _evaluator(task, greedy)(models, keys, params)
+
+
+@functools.lru_cache(maxsize=None)
+def _evaluator(task, greedy: bool):
+    """One jitted evaluator per (task, greedy), so repeated evaluations reuse its compilation."""
+    import equinox as eqx
+
+    from mesalab.diagnostics import evaluate, model_policy
+
+    @eqx.filter_jit
+    def run(models, keys, params):
+        return eqx.filter_vmap(lambda m, k, p: evaluate(task, model_policy(m, task.obs_mode, greedy), p, k),
+                               in_axes=(eqx.if_array(0), 0, None))(models, keys, params)
+
+    return run
+
+
+def split_seed(tree, i: int):
+    """Entry ``i`` of a stacked pytree (numpy episodes or an Equinox model with a leading seed axis)."""
+    import equinox as eqx
+    import jax
+
+    return jax.tree_util.tree_map(lambda x: x[i] if eqx.is_array(x) or isinstance(x, np.ndarray) else x, tree)
 
 
 def profile_seed(task, model, episodes: dict, pools: dict, eval_settings: EvalSettings) -> dict:

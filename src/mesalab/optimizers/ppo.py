@@ -42,6 +42,8 @@ class PPOConfig:
         n_levels: number of distinct training levels N; 0 means unlimited (a fresh pool every update).
         pool_size: levels generated per update when ``n_levels == 0``.
         level_seed: seed of the fixed training levels when ``n_levels > 0`` (shared by all training seeds).
+        train_alpha: fraction α of disambiguating levels (proxy and base objective disagree) in the training
+            distribution; -1 keeps the task's own training distribution (α = 0 for the registered tasks).
     """
 
     task: str = "red-door"
@@ -65,6 +67,7 @@ class PPOConfig:
     n_levels: int = 0
     pool_size: int = 512
     level_seed: int = 0
+    train_alpha: float = -1.0
 
     @property
     def steps_per_update(self) -> int:
@@ -97,6 +100,8 @@ class PPOConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.n_levels < 0:
             raise ConfigError(f"n_levels must be >= 0 (0 = unlimited), got {self.n_levels}")
+        if not (self.train_alpha == -1.0 or 0.0 <= self.train_alpha <= 1.0):
+            raise ConfigError(f"train_alpha must be in [0, 1] (or -1 for the task's own), got {self.train_alpha!r}")
         if self.model not in ("mlp", "cnn"):
             raise ConfigError(f"unknown model {self.model!r}; choose mlp or cnn")
         return self
@@ -108,6 +113,11 @@ class PPOConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Config fields that are data, not shape: ``train(key, dials)`` accepts traced values for them, so a sweep can
+# vmap over them together with seeds (see ``mesalab.experiments``).
+DATA_DIALS = ("train_alpha", "weight_decay")
 
 
 class Transition(NamedTuple):
@@ -143,9 +153,12 @@ def _carry_over(params: EnvParams, fresh: EnvParams, level_idx: jax.Array) -> tu
 
 
 def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None):
-    """Return ``train(key) -> (model, metrics)``; ``metrics`` holds one entry per update.
+    """Return ``train(key, dials=None) -> (model, metrics)``; ``metrics`` holds one entry per update.
 
-    ``progress``, if given, is called from inside the jitted loop with the number of finished updates.
+    ``dials`` optionally overrides the data dials (:data:`DATA_DIALS`) with (traceable) arrays, so
+    ``jax.vmap(train)(keys, {"train_alpha": alphas})`` trains one model per (key, α) in one program; without
+    it the values of ``config`` are used. ``progress``, if given, is called from inside the jitted loop with
+    the number of finished updates.
     """
     config.validate()
     task = get_task(config.task)
@@ -155,24 +168,31 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
     batch = n_env * n_steps
     mb_size = batch // config.num_minibatches
     unlimited = config.n_levels == 0
-    dist = task.train
 
     def lr_schedule(count):
         done = (count // (config.num_minibatches * config.update_epochs)).astype(jnp.float32)
         frac = 1.0 - done / jnp.float32(n_updates)
         return config.lr * frac if config.anneal_lr else config.lr
 
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adamw(lr_schedule, eps=1e-5, weight_decay=config.weight_decay),
-    )
+    def make_optimizer(weight_decay):
+        return optax.chain(
+            optax.clip_by_global_norm(config.max_grad_norm),
+            optax.adamw(lr_schedule, eps=1e-5, weight_decay=weight_decay),
+        )
 
     def policy_apply(params, static, obs):
         model = eqx.combine(params, static)
         (logits, value), _ = jax.vmap(model)(obs)
         return logits, value
 
-    def train(key: jax.Array):
+    def train(key: jax.Array, dials: dict | None = None):
+        dials = dict(dials or {})
+        unknown = sorted(set(dials) - set(DATA_DIALS))
+        if unknown:
+            raise ConfigError(f"{unknown} are not data dials of PPO; data dials: {', '.join(DATA_DIALS)}")
+        alpha = jnp.asarray(dials.get("train_alpha", config.train_alpha), jnp.float32)
+        dist = task.train._replace(alpha=jnp.where(alpha < 0, task.train.alpha, alpha))
+        optimizer = make_optimizer(jnp.asarray(dials.get("weight_decay", config.weight_decay), jnp.float32))
         k_model, k_levels, k_env, k_loop = jax.random.split(key, 4)
         model = init_model(config, k_model)
         params, static = eqx.partition(model, eqx.is_array)

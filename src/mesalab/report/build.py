@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mesalab.report import figures as F
+from mesalab.report.html import inline_figures, write_html_atomic
 from mesalab.results.store import has_table, open_results, query
 
 
@@ -74,7 +74,7 @@ def build_report(run_dir: Path) -> Path:
              "dashed lines: the oracle-optimal agent (the ceiling).",
              F.bits_histogram(objectives["level_bits"], fig_dir / "optimization_power.png")),
         ]
-    figures = [{"title": t, "caption": c, "data": base64.b64encode(p.read_bytes()).decode()} for t, c, p in figs]
+    figures = inline_figures(figs)
     objective_section = _objective_section(objectives) if objectives is not None else None
 
     comp = {(r["seed"], r["split"]): r for r in competence}
@@ -112,11 +112,7 @@ def build_report(run_dir: Path) -> Path:
         config_json=json.dumps({"ppo": meta["ppo"], "seeds": meta["seeds"], "eval": meta["eval"]}, indent=2),
         versions_json=json.dumps(meta.get("versions", {}), indent=2),
     )
-    out = run_dir / "report.html"
-    tmp = out.with_suffix(".html.partial")
-    tmp.write_text(html)
-    tmp.replace(out)
-    return out
+    return write_html_atomic(run_dir / "report.html", html)
 
 
 def _objective_section(objectives: dict) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -12,12 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from jinja2 import Environment, select_autoescape  # noqa: E402
 
+from mesalab.report.html import FIGURES_LOADED_SCRIPT, STYLE, inline_figures, write_html_atomic  # noqa: E402
 from mesalab.results.store import query  # noqa: E402
 
 TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mesalab run: icl-gd</title>
-<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.45}
-table{border-collapse:collapse;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .6em}th{background:#f3f3f3}
-img{max-width:100%}pre{background:#f7f7f7;padding:.8em;font-size:.85em}.note{font-size:.9em;color:#444}</style></head><body>
+""" + STYLE + """</head><body>
 <h1>icl-gd: a transformer trained on in-context linear regression</h1>
 <p class="note">d = {{ c.dim }}, {{ c.n_context }} context points, noise {{ c.noise_std }}; {{ c.layers }} layer(s),
 {{ 'softmax' if c.softmax else 'linear' }} attention, {{ c.heads }} head(s){{ ', MLPs' if c.mlp else '' }}{{ ', LayerNorm' if c.layernorm else '' }};
@@ -32,8 +30,7 @@ d y_hat / d x_q of the model with that of the reference (for a linear reference,
 sequences. GD references start from w = 0 with the learning rate tuned on other held-out sequences.</p>
 {% for f in figures %}<figure><img src="data:image/png;base64,{{ f.data }}" alt="{{ f.title }}"><figcaption><b>{{ f.title }}.</b> {{ f.caption }}</figcaption></figure>{% endfor %}
 <h2>Configuration</h2><pre>{{ config_json }}</pre>
-<script>window.addEventListener("load",function(){var i=Array.prototype.slice.call(document.images);
-document.body.setAttribute("data-figures-loaded",i.filter(function(x){return x.complete&&x.naturalWidth>0}).length+"/"+i.length)});</script>
+""" + FIGURES_LOADED_SCRIPT + """
 </body></html>"""
 
 
@@ -85,10 +82,6 @@ def build_icl_report(run_dir: Path) -> Path:
     env = Environment(autoescape=select_autoescape(default=True))
     html = env.from_string(TEMPLATE).render(
         c=c, seeds=meta["seeds"], sentences=sentences, matches=matches,
-        figures=[{"title": t, "caption": cap, "data": base64.b64encode(p.read_bytes()).decode()} for t, cap, p in figs],
+        figures=inline_figures(figs),
         config_json=json.dumps(meta, indent=2))
-    out = run_dir / "report.html"
-    tmp = out.with_suffix(".html.partial")
-    tmp.write_text(html)
-    tmp.replace(out)
-    return out
+    return write_html_atomic(run_dir / "report.html", html)

@@ -47,13 +47,13 @@ OBJECTIVE_TABLES = ("irl_weights", "behavioral_objectives", "candidate_likelihoo
                     "level_bits")
 
 
-def _atomic_update(run_dir: Path, start_from_existing: bool, change) -> Path:
+def _atomic_update(run_dir: Path, start_from_existing: bool, change, db_name: str = DB_NAME) -> Path:
     """Apply ``change(con)`` in one transaction to ``results.duckdb.partial`` (a copy of the run's database
     when ``start_from_existing``, else empty), then rename it over ``results.duckdb``: an interruption leaves
     the previous state (no database, or the old one), never a half-written one."""
     import shutil
 
-    final = Path(run_dir) / DB_NAME
+    final = Path(run_dir) / db_name
     tmp = final.with_suffix(".duckdb.partial")
     for p in (tmp, Path(str(tmp) + ".wal")):
         if p.exists():
@@ -72,21 +72,21 @@ def _atomic_update(run_dir: Path, start_from_existing: bool, change) -> Path:
     return final
 
 
-def _insert(con, table: str, values: list[tuple]) -> None:
+def insert_rows(con, table: str, values: list[tuple]) -> None:
     if values:
         marks = ", ".join("?" * len(values[0]))
         con.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
 
 
-def write_results(run_dir: Path, rows: dict[str, list[tuple]], schema: str = SCHEMA) -> Path:
+def write_results(run_dir: Path, rows: dict[str, list[tuple]], schema: str = SCHEMA, db_name: str = DB_NAME) -> Path:
     """Create the run's database from ``schema`` and ``rows`` (table name -> list of row tuples) atomically."""
 
     def change(con):
         con.execute(schema)
         for table, values in rows.items():
-            _insert(con, table, values)
+            insert_rows(con, table, values)
 
-    return _atomic_update(run_dir, False, change)
+    return _atomic_update(run_dir, False, change, db_name)
 
 
 def replace_tables(run_dir: Path, rows: dict[str, list[tuple]]) -> Path:
@@ -99,7 +99,7 @@ def replace_tables(run_dir: Path, rows: dict[str, list[tuple]]) -> Path:
         for table, values in rows.items():
             con.execute(f"DROP TABLE IF EXISTS {table}")
             con.execute(statements[table])
-            _insert(con, table, values)
+            insert_rows(con, table, values)
 
     return _atomic_update(run_dir, True, change)
 
