@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import figures_loaded_in_chromium
 
 SMALL = {"num_envs": 16, "rollout_len": 32, "width": 32, "depth": 1, "pool_size": 64, "total_steps": 4096}
 
@@ -203,26 +204,6 @@ def test_interrupted_run_leaves_no_results_database(tmp_path):
     assert out.returncode == 2 and "did not finish" in out.stderr
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 def test_report_renders_in_headless_chromium_with_every_figure(run_dir, tmp_path):
-    browser = _chromium()
-    if browser is None:
-        if os.environ.get("MESALAB_REQUIRE_CHROMIUM"):
-            pytest.fail("chromium is required (MESALAB_REQUIRE_CHROMIUM is set) but not installed")
-        pytest.skip("chromium not installed (apt-get install chromium)")
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
-           (run_dir / "report.html").as_uri()]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    m = re.search(r'data-figures-loaded="(\d+)/(\d+)"', out.stdout)
-    assert m, out.stdout[:500] + out.stderr[-1000:]
-    loaded, total = int(m.group(1)), int(m.group(2))
+    loaded, total = figures_loaded_in_chromium(run_dir / "report.html", tmp_path)
     assert total == 7 and loaded == total  # 5 shift figures + IRL weights + optimization power

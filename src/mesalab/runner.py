@@ -140,9 +140,20 @@ def profile_seed(task, model, episodes: dict, pools: dict, eval_settings: EvalSe
     return out
 
 
+def pin_to_core(core: int) -> None:
+    """Pin every thread of this process to ``core`` (threads started later inherit it). Every thread, not just
+    the calling one: importing JAX (e.g. while unpickling a worker's arguments) may already have started
+    XLA's thread pool, and threads left on all cores bring back the deadlock described above."""
+    for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]:
+        try:
+            os.sched_setaffinity(int(tid), {core})
+        except (ProcessLookupError, PermissionError):  # pragma: no cover - a thread that just ended
+            pass
+
+
 def _worker(core: int | None, config_dict: dict, seeds: list[int], eval_settings: EvalSettings, q) -> None:
     if core is not None:
-        os.sched_setaffinity(0, {core})  # before JAX starts its thread pool
+        pin_to_core(core)
     try:
         last = [0]
 

@@ -9,14 +9,13 @@ one process using two cores deadlocks (see :mod:`mesalab.runner`). Results come 
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import queue as queue_mod
 from typing import Callable
 
 from mesalab.errors import MesalabError
 from mesalab.experiments.plan import Batch
 from mesalab.experiments.presets import EvalPlan
-from mesalab.runner import available_cores
+from mesalab.runner import available_cores, pin_to_core
 
 OnResult = Callable[[Batch, list], None]
 OnProgress = Callable[[str, int], None]  # (batch_id, updates finished in that batch)
@@ -24,7 +23,7 @@ OnProgress = Callable[[str, int], None]  # (batch_id, updates finished in that b
 
 def _pool_worker(core: int | None, tasks, results, plan: EvalPlan) -> None:
     if core is not None:
-        os.sched_setaffinity(0, {core})  # before JAX starts its thread pool
+        pin_to_core(core)
     from mesalab.experiments.cells import run_batch
 
     while True:

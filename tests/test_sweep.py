@@ -1,0 +1,218 @@
+"""Sweeps end to end: data dials under vmap, per-batch commits, resume after interruption or SIGKILL,
+Ray = local, the sweep report in headless Chromium, and one-line errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from conftest import figures_loaded_in_chromium
+
+SMALL = {"num_envs": 16, "rollout_len": 32, "width": 32, "depth": 1, "pool_size": 64, "total_steps": 4096}
+EVAL = {"episodes": 30, "irl_levels": 0}
+
+
+def mesalab(*args, timeout=600, **kw):
+    return subprocess.run([sys.executable, "-m", "mesalab", *args], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def read(sweep_dir, sql):
+    con = duckdb.connect(str(Path(sweep_dir) / "sweep.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_vmapped_data_dials_equal_separate_runs_with_those_configs():
+    import jax
+    import jax.numpy as jnp
+
+    from mesalab.optimizers import PPOConfig, make_train
+
+    cfg = PPOConfig(task="red-door", **SMALL)
+    keys = jax.vmap(jax.random.key)(jnp.asarray([3, 3], jnp.uint32))
+    for dial, values in [("train_alpha", [0.0, 1.0]), ("weight_decay", [0.0, 0.5])]:
+        _, met = jax.jit(jax.vmap(make_train(cfg)))(keys, {dial: jnp.asarray(values, jnp.float32)})
+        assert not np.allclose(met["loss"][0], met["loss"][1])  # the dial changes training
+        for i, v in enumerate(values):
+            _, single = jax.jit(make_train(PPOConfig(**{**cfg.to_dict(), dial: v})))(jax.random.key(3))
+            np.testing.assert_allclose(met["loss"][i], single["loss"], rtol=1e-4, atol=1e-6)
+    with pytest.raises(Exception, match="not data dials"):
+        make_train(cfg)(jax.random.key(0), {"width": 3})
+    with pytest.raises(Exception, match="train_alpha must be in"):
+        PPOConfig(train_alpha=2.0).validate()
+
+
+def test_interrupted_sweep_keeps_finished_batches_and_resumes_only_the_rest(tmp_path, monkeypatch):
+    from mesalab.experiments import backends, sweep
+
+    out = tmp_path / "simplicity"
+    commits = []
+    real_commit = sweep.commit_batch
+
+    def commit_then_fail_on_second(con, rows):
+        if commits:  # the second batch fails half-way through its transaction
+            rows = dict(rows, cell_metrics=rows["cell_metrics"] + [("x", None, None)])
+        commits.append(len(rows["cells"]))
+        real_commit(con, rows)
+
+    monkeypatch.setattr(sweep, "commit_batch", commit_then_fail_on_second)
+    with pytest.raises(Exception):
+        sweep.run_sweep("simplicity", [0, 1], out, workers=1, overrides=SMALL, eval_overrides=EVAL)
+    first = read(out, "SELECT cell_id FROM cells")
+    assert len(first) == 5 and commits == [5, 5]  # batch 1 kept; batch 2 rolled back entirely
+    assert read(out, "SELECT count(DISTINCT cell_id) FROM cell_metrics")[0][0] == 5
+    before = dict(((c, m), v) for c, m, v in read(out, "SELECT * FROM cell_metrics"))
+
+    monkeypatch.setattr(sweep, "commit_batch", real_commit)
+    ran = []
+    real_run_local = backends.run_local
+    monkeypatch.setattr(backends, "run_local", lambda todo, *a, **k: (ran.extend(todo), real_run_local(todo, *a, **k)))
+    sweep.run_sweep("simplicity", [0, 1], out, workers=1, overrides=SMALL, eval_overrides=EVAL)
+    assert len(ran) == 1 and {c.seed for c in ran[0].cells} == {1}  # only the unfinished batch was trained
+    cells = read(out, "SELECT cell_id FROM cells")
+    assert len(cells) == 10 == len(set(cells))
+    after = dict(((c, m), v) for c, m, v in read(out, "SELECT * FROM cell_metrics"))
+    assert all(after[k] == v for k, v in before.items())  # finished cells untouched
+    per_cell = read(out, "SELECT cell_id, count(*) FROM cell_metrics GROUP BY cell_id")
+    assert len({n for _, n in per_cell}) == 1  # every cell has the complete set of metrics
+    ran.clear()
+    sweep.run_sweep("simplicity", [0, 1], out, workers=1, overrides=SMALL, eval_overrides=EVAL)
+    assert ran == [] or all(not b.cells for b in ran)  # nothing left to do
+    assert len(list((out / "checkpoints").glob("*.eqx"))) == 10
+
+
+def test_sigkilled_sweep_has_no_partial_rows_and_the_rerun_finishes_it(tmp_path):
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps(SMALL))
+    out = tmp_path / "alpha"
+    args = ["sweep", "simplicity", "--seeds", "3", "--config", str(config), "--episodes", "30", "--irl-levels", "0",
+            "--workers", "1", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "mesalab", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((out / "checkpoints").glob("*.eqx"))) < 5:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the parent and its worker, at once
+    proc.wait()
+    n_before = len(read(out, "SELECT cell_id FROM cells")) if (out / "sweep.duckdb").exists() else 0
+    assert n_before in (0, 5, 10, 15)  # whole batches only
+    res = mesalab(*args)
+    assert res.returncode == 0, res.stderr
+    if n_before:
+        assert f"{n_before} cell(s) already finished" in res.stdout
+    cells = [r[0] for r in read(out, "SELECT cell_id FROM cells")]
+    assert len(cells) == 15 == len(set(cells))
+    assert len({n for _, n in read(out, "SELECT cell_id, count(*) FROM cell_metrics GROUP BY cell_id")}) == 1
+    assert "15 of 15 cells finished" in res.stdout and "Spearman rho" in res.stdout
+
+
+def test_ray_backend_gives_the_same_numbers_as_local(tmp_path):
+    pytest.importorskip("ray")
+    from mesalab.experiments.sweep import run_sweep
+
+    runs = {}
+    for backend in ("local", "ray"):
+        out = tmp_path / backend
+        run_sweep("simplicity", [0], out, backend=backend, workers=1, overrides=SMALL, eval_overrides=EVAL)
+        runs[backend] = sorted(read(out, "SELECT cell_id, metric, value FROM cell_metrics"))
+    assert len(runs["local"]) > 20
+    assert runs["local"] == runs["ray"]
+
+
+def test_sweep_cli_errors_are_one_line(tmp_path):
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps({**SMALL, "task": "maze"}))
+    cases = [
+        (["sweep", "no-such-preset"], "unknown preset 'no-such-preset'; choose one of"),
+        (["sweep", "diversity", "--seeds", "0"], "--seeds must be at least 1"),
+        (["sweep", "diversity", "--backend", "spark"], "unknown backend 'spark'"),
+        (["sweep", "capacity", "--config", str(config)], "sets the task itself"),
+        (["sweep", "diversity", "--compare", str(tmp_path)], "--compare is for the toy-model preset only"),
+        (["report", str(tmp_path)], "not a mesalab run folder"),
+    ]
+    for args, pattern in cases:
+        res = mesalab(*args, timeout=120)
+        assert res.returncode == 2, (args, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and pattern in lines[0], (args, res.stderr)
+
+
+def _fake_diversity_sweep(path: Path, success_by_n: dict[int, list[float]]):
+    """A diversity sweep folder whose cells hold given metrics (for the analysis and the toy model)."""
+    from mesalab.experiments.plan import cells
+    from mesalab.experiments.presets import get_preset
+    from mesalab.experiments.store import commit_batch, open_sweep
+    from mesalab.experiments.sweep import prepare_sweep_dir
+
+    preset = get_preset("diversity")
+    n_seeds = len(next(iter(success_by_n.values())))
+    prepare_sweep_dir(preset, list(range(n_seeds)), path, {}, {})
+    rows = {"cells": [], "cell_metrics": []}
+    for c in cells(preset, list(range(n_seeds))):
+        v = success_by_n[c.value][c.seed]
+        rows["cells"].append((c.cell_id, "b", c.panel, "n_levels", float(c.value), c.seed, "{}", "{}", 1.0, "now"))
+        rows["cell_metrics"] += [(c.cell_id, m, v) for m in ("test/success", "test/bits_fraction",
+                                                             "test/goal_directedness", "train/success")]
+        rows["cell_metrics"].append((c.cell_id, "test/bits_ceiling", 9.0))
+    con = open_sweep(path)
+    commit_batch(con, rows)
+    con.close()
+
+
+def test_analysis_and_toy_model_comparison_on_a_known_diversity_sweep(tmp_path):
+    from mesalab.experiments.sweep import analyse_sweep
+
+    rising = {1: [0.1, 0.12, 0.08], 4: [0.2, 0.22, 0.18], 16: [0.3, 0.33, 0.29], 64: [0.45, 0.5, 0.4],
+              256: [0.55, 0.6, 0.5], 0: [0.6, 0.62, 0.58]}
+    _fake_diversity_sweep(tmp_path / "div", rising)
+    a = analyse_sweep(tmp_path / "div")
+    assert a.n_cells == a.n_expected == 18
+    v = {x.metric: x for x in a.verdicts}
+    assert v["test/success"].verdict == "supported" and v["test/success"].trend.rho > 0.9
+    assert v["test/success"].first.mean == pytest.approx(0.1) and v["test/success"].last.mean == pytest.approx(0.6)
+    res = mesalab("sweep", "toy-model", "--compare", str(tmp_path / "div"), "--out", str(tmp_path / "toy"), timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "Fitted to the measured curve" in res.stdout and "agrees with" in res.stdout
+    fit = read(tmp_path / "toy", "SELECT a, p, rmse, ceiling_bits FROM toy_fit")[0]
+    assert fit[2] < 0.1 and fit[3] == pytest.approx(9.0)
+    flat = {k: [0.3, 0.31, 0.29] for k in rising}
+    _fake_diversity_sweep(tmp_path / "flat", flat)
+    assert {x.verdict for x in analyse_sweep(tmp_path / "flat").verdicts} == {"inconclusive"}
+
+
+def test_sweep_report_renders_every_figure_and_rerenders(tmp_path):
+    from mesalab.experiments.sweep import run_sweep
+
+    out = tmp_path / "cap"
+    run_sweep("simplicity", [0], out, workers=1, overrides=SMALL, eval_overrides={"episodes": 30, "irl_levels": 10})
+    metrics = {m for (m,) in read(out, "SELECT DISTINCT metric FROM cell_metrics")}
+    assert {"test/success", "test/bits_fraction", "test/goal_directedness", "test/outcome:base", "train/success",
+            "train_curve/success_final"} <= metrics
+    html = (out / "report.html").read_text()
+    assert "Verdicts" in html and "Spearman rho" in html and html.count("<img") == 3
+    (out / "report.html").unlink()
+    res = mesalab("report", str(out), timeout=120)
+    assert res.returncode == 0 and (out / "report.html").exists()
+    assert figures_loaded_in_chromium(out / "report.html", tmp_path) == (3, 3)
+    (out / "sweep.duckdb").write_bytes(b"not a database")
+    res = mesalab("report", str(out), timeout=120)
+    assert res.returncode == 2 and "not a readable sweep database" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_pin_to_core_pins_threads_started_before_it():
+    """Worker processes import JAX (unpickling their arguments) before pinning themselves; every XLA thread
+    must end up on the one core, or vmapped PPO can deadlock on a 2-core CPU."""
+    code = ("import os, jax.numpy as jnp; jnp.ones(3).block_until_ready(); from mesalab.runner import pin_to_core; "
+            "pin_to_core(0); print(sorted({tuple(os.sched_getaffinity(int(t))) for t in os.listdir('/proc/self/task')}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[(0,)]", out.stderr
