@@ -216,3 +216,13 @@ def test_pin_to_core_pins_threads_started_before_it():
             "pin_to_core(0); print(sorted({tuple(os.sched_getaffinity(int(t))) for t in os.listdir('/proc/self/task')}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[(0,)]", out.stderr
+
+
+def test_sweep_worker_entry_does_not_start_jax_before_pinning():
+    """A spawned worker unpickles its target and a Batch (importing these modules) before it pins itself; if
+    that started JAX's backend, XLA would size its thread pool for every core and can deadlock when pinned
+    (this hung the first full alpha sweep)."""
+    code = ("import pickle; from jax._src import xla_bridge as xb; import mesalab.experiments.backends, "
+            "mesalab.experiments.plan, mesalab.experiments.cells, mesalab.runner; print(xb.backends_are_initialized())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

@@ -28,9 +28,6 @@ import numpy as np
 
 from mesalab.experiments.plan import Batch
 from mesalab.experiments.presets import EvalPlan
-from mesalab.optimizers.ppo import PPOConfig
-
-PPO_DEFAULTS = PPOConfig().to_dict()
 
 LEVEL_SEED = 12345  # evaluation pools, shared by every cell (paired comparisons across the dial)
 
@@ -62,8 +59,8 @@ def run_batch(batch: Batch, plan: EvalPlan, progress: Callable[[int], None] | No
     dials = {} if batch.data_dial is None else {
         batch.data_dial: jnp.asarray([c.config[batch.data_dial] for c in batch.cells], jnp.float32)}
     _PROGRESS[0] = progress
-    try:
-        models, metrics = _trainer(config, batch.data_dial)(keys, dials)
+    try:  # wait for the (asynchronously dispatched) training inside, so that every update is reported
+        models, metrics = jax.block_until_ready(_trainer(config, batch.data_dial)(keys, dials))
     finally:
         _PROGRESS[0] = None
     metrics = jax.tree_util.tree_map(np.asarray, metrics)
@@ -113,9 +110,11 @@ def _trainer_cached(config_json: str, data_dial: str | None):
 
 def _trainer(config, data_dial: str | None):
     """``train(keys, dials)`` vmapped and jitted, shared by every batch whose shape settings are the same."""
+    from mesalab.optimizers import PPOConfig
+
     d = config.to_dict()
     if data_dial is not None:
-        d[data_dial] = PPO_DEFAULTS[data_dial]  # the value is a traced input, not part of the program
+        d[data_dial] = getattr(PPOConfig(), data_dial)  # the value is a traced input, not part of the program
     return _trainer_cached(json.dumps(d, sort_keys=True), data_dial)
 
 

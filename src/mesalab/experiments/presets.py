@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mesalab.errors import ConfigError
-from mesalab.optimizers.ppo import DATA_DIALS
+from mesalab.data_dials import PPO_DATA_DIALS
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Dial:
     @property
     def is_data(self) -> bool:
         """Data dials are vmapped together with seeds; the others change array shapes and loop in Python."""
-        return self.name in DATA_DIALS
+        return self.name in PPO_DATA_DIALS
 
     def display(self, value) -> str:
         if self.unlimited_zero and value == 0:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mesalab.data_dials import PPO_DATA_DIALS
 from mesalab.errors import ConfigError, TrainingDivergedError
 from mesalab.models import make_model
 from mesalab.optimizers.config import config_from_dict
@@ -117,7 +118,7 @@ class PPOConfig:
 
 # Config fields that are data, not shape: ``train(key, dials)`` accepts traced values for them, so a sweep can
 # vmap over them together with seeds (see ``mesalab.experiments``).
-DATA_DIALS = ("train_alpha", "weight_decay")
+DATA_DIALS = PPO_DATA_DIALS
 
 
 class Transition(NamedTuple):
