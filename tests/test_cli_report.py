@@ -1,7 +1,6 @@
 """End-to-end: the CLI, the run folder, the results database and the HTML report in headless Chromium."""
 
 import json
-import os
 import re
 import shutil
 import signal

@@ -47,7 +47,7 @@ def run_batch(batch: Batch, plan: EvalPlan, progress: Callable[[int], None] | No
     import jax
     import jax.numpy as jnp
 
-    from mesalab.optimizers import check_finite
+    from mesalab.optimizers import PPOConfig, check_finite
     from mesalab.runner import EvalSettings, evaluate_models, evaluation_pools, split_seed
     from mesalab.tasks import get_task
 
