@@ -112,7 +112,7 @@ _register(Preset(
                 "unseen mazes.",
     condition="Better generalization through search: the more diverse the training tasks, the more a learned "
               "algorithm that optimizes at run time (rather than memorises) is favoured.",
-    base={"task": "maze", "total_steps": 1_000_000},
+    base={"task": "maze", "total_steps": 600_000},
     panels=({},),
     dial=Dial("n_levels", (1, 4, 16, 64, 256, 0), "N (distinct training mazes)", unlimited_zero=True),
     hypotheses=(
