@@ -119,8 +119,14 @@ def run_toy_model(out: Path | None = None, compare: Path | None = None) -> Path:
         dial = analysis.preset.dial
         measured = [(dial.order(p.value), p.mean, p.ci_low, p.ci_high, len(p.per_seed))
                     for p in series["test/bits_fraction"].points]
-        ceilings = [p.mean for p in series["test/bits_ceiling"].points] if "test/bits_ceiling" in series else []
-        ceiling = float(np.mean(ceilings)) if ceilings else DEFAULT_CEILING_BITS
+        from mesalab.experiments.store import open_sweep
+
+        con = open_sweep(compare, read_only=True)
+        try:  # O = the oracle's mean bits per unseen maze, over every finished cell
+            (ceiling,) = con.execute("SELECT avg(value) FROM cell_metrics WHERE metric = 'test/bits_ceiling'").fetchone()
+        finally:
+            con.close()
+        ceiling = DEFAULT_CEILING_BITS if ceiling is None else float(ceiling)
     else:
         ceiling = DEFAULT_CEILING_BITS
     out.mkdir(parents=True, exist_ok=True)
