@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--interrupt-after", type=float, default=None, help="send SIGINT after this many seconds, then resume")
     ap.add_argument("--sweep-dir", default=None, help="sweep folder (default: a fresh temporary one)")
     ap.add_argument("--out", default=None, help="JSON file (default benchmarks/results/sweep-PRESET.json)")
+    ap.add_argument("--existing-wall-s", type=float, nargs="+", default=None,
+                    help="do not run: summarise --sweep-dir, recording these measured wall times of its parts")
     args, extra = ap.parse_known_args()
     extra = [a for a in extra if a != "--"]
     sweep_dir = Path(args.sweep_dir or Path(tempfile.mkdtemp()) / args.preset)
@@ -38,6 +40,9 @@ def main() -> None:
            *extra]
     result = {"preset": args.preset, "seeds": args.seeds, "cores": len(os.sched_getaffinity(0)), "command": cmd[2:],
               "sweep_dir": str(sweep_dir), "parts": []}
+    if args.existing_wall_s is not None:
+        result["parts"] = [{"wall_s": w, "measured": "by hand"} for w in args.existing_wall_s]
+        return finish(args, result, sweep_dir)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if args.interrupt_after is not None:
@@ -60,6 +65,10 @@ def main() -> None:
                                 "stderr_tail": res.stderr[-500:], "resumed": "already finished" in res.stdout})
     elif proc.returncode != 0:
         raise SystemExit(f"mesalab sweep failed: {err[-2000:]}")
+    finish(args, result, sweep_dir)
+
+
+def finish(args, result: dict, sweep_dir: Path) -> None:
     result["total_wall_s"] = sum(p["wall_s"] for p in result["parts"])
     import duckdb
 

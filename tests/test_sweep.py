@@ -90,6 +90,7 @@ def test_interrupted_sweep_keeps_finished_batches_and_resumes_only_the_rest(tmp_
     assert len(list((out / "checkpoints").glob("*.eqx"))) == 10
 
 
+@pytest.mark.slow
 def test_sigkilled_sweep_has_no_partial_rows_and_the_rerun_finishes_it(tmp_path):
     config = tmp_path / "small.json"
     config.write_text(json.dumps(SMALL))
@@ -115,6 +116,7 @@ def test_sigkilled_sweep_has_no_partial_rows_and_the_rerun_finishes_it(tmp_path)
     assert "15 of 15 cells finished" in res.stdout and "Spearman rho" in res.stdout
 
 
+@pytest.mark.slow
 def test_ray_backend_gives_the_same_numbers_as_local(tmp_path):
     pytest.importorskip("ray")
     from mesalab.experiments.sweep import run_sweep

@@ -104,7 +104,7 @@ def learning_curves_by_dial(curves: list[tuple], dial, path: Path) -> Path:
 def trajectory_drawings(reps: list[dict], levels: dict, path: Path) -> Path:
     """Representative agents (the median seed at the lowest and highest dial value) on train and test levels."""
     cols = max(1, max(len(r["trajs"]) for r in reps))
-    fig, axes = plt.subplots(len(reps), cols, figsize=(2.3 * cols, 2.5 * len(reps)), squeeze=False)
+    fig, axes = plt.subplots(len(reps), cols, figsize=(2.4 * cols, 2.9 * len(reps)), squeeze=False)
     for row, rep in zip(axes, reps):
         for ax, t in zip(row, rep["trajs"]):
             lv = levels[(rep["task"], t["split"], t["level"])]
