@@ -116,7 +116,8 @@ def test_toy_model_optimum_minimises_the_base_optimizers_cost():
 
 def test_toy_model_fit_recovers_planted_parameters():
     n = np.array([1, 4, 16, 64, 256])
-    y = mesa_share(n, 10 ** 1.5, 2.5, 1.0)
-    fit = fit_toy_model(n, y)
-    assert fit.rmse < 0.01
-    np.testing.assert_allclose(mesa_share(n, fit.a, fit.p), y, atol=0.02)
+    for ceiling in (1.0, 19.0):  # the fitted a depends on O: fit and prediction must use the same O
+        y = mesa_share(n, 0.5, 4.0, ceiling)
+        fit = fit_toy_model(n, y, ceiling)
+        assert fit.rmse < 0.01
+        np.testing.assert_allclose(mesa_share(n, fit.a, fit.p, ceiling), y, atol=0.02)

@@ -55,9 +55,10 @@ class ToyFit(NamedTuple):
     n_points: int
 
 
-def fit_toy_model(n, measured_share) -> ToyFit:
+def fit_toy_model(n, measured_share, ceiling: float = 1.0) -> ToyFit:
     """Least-squares fit of ``(a, p)`` to measured shares at finite N (coarse-to-fine grid search;
-    deterministic). Infinite N is predicted as 1 whatever the parameters, so it is left out of the fit."""
+    deterministic), with ``O = ceiling`` bits (``a`` is in bits per bit^p, so it depends on O). Infinite N is
+    predicted as 1 whatever the parameters, so it is left out of the fit."""
     n = np.asarray(n, np.float64)
     y = np.asarray(measured_share, np.float64)
     ok = np.isfinite(n) & np.isfinite(y)
@@ -65,11 +66,11 @@ def fit_toy_model(n, measured_share) -> ToyFit:
     if len(y) < 2:
         return ToyFit(math.nan, math.nan, math.nan, int(len(y)))
     best = (math.inf, DEFAULT_A, DEFAULT_P)
-    log_a = np.linspace(-3, 6, 91)
+    log_a = np.linspace(-4, 8, 121)
     ps = np.linspace(1.05, 6.0, 100)
     for la in log_a:
         for p in ps:
-            err = float(np.mean((mesa_share(n, 10 ** la, p) - y) ** 2))
+            err = float(np.mean((mesa_share(n, 10 ** la, p, ceiling) - y) ** 2))
             if err < best[0]:
                 best = (err, 10 ** la, p)
     return ToyFit(float(best[1]), float(best[2]), math.sqrt(best[0]), int(len(y)))
@@ -134,7 +135,7 @@ def run_toy_model(out: Path | None = None, compare: Path | None = None) -> Path:
     rows = {"toy_model": split_rows("default", grid, DEFAULT_A, DEFAULT_P, ceiling), "toy_measured": [], "toy_fit": []}
     if measured is not None:
         rows["toy_measured"] = [tuple(m) for m in measured]
-        fit = fit_toy_model([m[0] for m in measured], [m[1] for m in measured])
+        fit = fit_toy_model([m[0] for m in measured], [m[1] for m in measured], ceiling)
         if np.isfinite(fit.a):
             rows["toy_model"] += split_rows("fitted", grid, fit.a, fit.p, ceiling)
         rows["toy_fit"] = [(fit.a, fit.p, fit.rmse, fit.n_points, ceiling, str(compare))]

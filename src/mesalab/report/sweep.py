@@ -260,6 +260,12 @@ def build_toy_report(out_dir: Path) -> Path:
         a, p, rmse, n_points, _ = fit[0]
         sentences.append(f"Fitted to the measured curve: a = {a:.3g}, p = {p:.2f}, RMS error {rmse:.3f} over "
                          f"{n_points} finite N (two free parameters: a good fit is weak evidence on its own).")
+        at_inf = [m for m in measured if not np.isfinite(m[0])]
+        if at_inf:
+            sentences.append(f"At N = ∞ the model puts all of each instance's {model[0][4]:.1f} bits in the learned "
+                             f"algorithm; the measured agents reach {at_inf[0][1]:.2f} [{at_inf[0][2]:.2f}, "
+                             f"{at_inf[0][3]:.2f}] of the oracle's bits: the model assumes every instance is solved "
+                             "optimally, which these agents are far from.")
         div = analyse_sweep(Path(meta["compare"]))
         verdicts = [v for v in div.verdicts if v.metric == "test/bits_fraction"]
         if verdicts:
