@@ -8,6 +8,7 @@ each vmapping its share. ``workers=0`` runs everything in this process (use it o
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing as mp
 import os
@@ -18,6 +19,8 @@ from typing import Callable
 import numpy as np
 
 from mesalab.errors import MesalabError
+
+SPAWN = mp.get_context("spawn")  # workers start a fresh interpreter (JAX is not fork-safe)
 
 
 @dataclass(frozen=True)
@@ -91,12 +94,8 @@ def evaluate_models(task, models, keys, pools: dict, greedy: bool) -> dict:
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(keys)
     episodes = {}
     for split, params in pools.items():
-        episodes[split] = jax.tree_util.tree_map(np.asarray, _evaluate_stack(task, greedy, models, eval_keys, params))
+        episodes[split] = jax.tree_util.tree_map(np.asarray, _evaluator(task, greedy)(models, eval_keys, params))
     return episodes
-
-
-def _evaluate_stack(task, greedy, models, keys, params):
-    return _evaluator(task, greedy)(models, keys, params)
 
 
 @functools.lru_cache(maxsize=None)
@@ -151,23 +150,61 @@ def pin_to_core(core: int) -> None:
             pass
 
 
-def _worker(core: int | None, config_dict: dict, seeds: list[int], eval_settings: EvalSettings, q) -> None:
+def report_job(q, key, job: Callable) -> None:
+    """In a worker process: run ``job(progress)``, sending ``("progress", key, n)`` whenever ``progress(n)`` is
+    called with a new n, then ``("result", key, value)`` or ``("error", key, one-line message)``."""
+    last = [0]
+
+    def progress(n):
+        if n != last[0]:
+            last[0] = n
+            q.put(("progress", key, n))
+
+    try:
+        q.put(("result", key, job(progress)))
+    except MesalabError as e:
+        q.put(("error", key, str(e)))
+    except BaseException as e:  # pragma: no cover - reported to the parent
+        q.put(("error", key, f"worker failed: {type(e).__name__}: {e}"))
+
+
+@contextlib.contextmanager
+def pinned_workers(target: Callable, per_worker_args: list[tuple], cores: list[int] | None = None):
+    """Start one spawned process per entry of ``per_worker_args``, as ``target(core, *args)`` with worker i on
+    core i (round robin; ``None`` on a single-core machine); terminate any still running on exit."""
+    cores = available_cores() if cores is None else cores
+    procs = []
+    try:
+        for i, args in enumerate(per_worker_args):
+            core = cores[i % len(cores)] if len(cores) > 1 else None
+            p = SPAWN.Process(target=target, args=(core, *args), daemon=True)
+            p.start()
+            procs.append(p)
+        yield procs
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join(timeout=5)
+
+
+def next_message(q, procs, died: str) -> tuple:
+    """The next ``(kind, key, payload)`` from the workers; a :class:`MesalabError` naming ``died`` (what to
+    do) if a worker exits abnormally while none is waiting."""
+    while True:
+        try:
+            return q.get(timeout=5)
+        except queue_mod.Empty:
+            dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+            if dead:
+                raise MesalabError(f"a worker exited with code {dead[0].exitcode} (out of memory?); {died}") from None
+
+
+def _worker(core: int | None, index: int, config_dict: dict, seeds: list[int], eval_settings: EvalSettings,
+            q) -> None:
     if core is not None:
         pin_to_core(core)
-    try:
-        last = [0]
-
-        def progress(n):
-            if n != last[0]:
-                last[0] = n
-                q.put(("progress", core, n))
-
-        res = train_and_evaluate_group(config_dict, seeds, eval_settings, progress)
-        q.put(("result", core, res))
-    except MesalabError as e:
-        q.put(("error", core, str(e)))
-    except BaseException as e:  # pragma: no cover - reported to the parent
-        q.put(("error", core, f"worker failed: {type(e).__name__}: {e}"))
+    report_job(q, index, lambda progress: train_and_evaluate_group(config_dict, seeds, eval_settings, progress))
 
 
 def available_cores() -> list[int]:
@@ -201,45 +238,22 @@ def train_and_evaluate(config_dict: dict, seeds: list[int], eval_settings: EvalS
     if workers == 0:
         return train_and_evaluate_group(config_dict, seeds, eval_settings, on_progress)
     workers = min(workers, len(seeds))
-    groups = [list(g) for g in np.array_split(np.asarray(seeds), workers)]
-    cores = available_cores()
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = []
-    for i, group in enumerate(groups):
-        core = cores[i % len(cores)] if len(cores) > 1 else None
-        p = ctx.Process(target=_worker, args=(core, config_dict, [int(s) for s in group], eval_settings, q),
-                        daemon=True)
-        p.start()
-        procs.append((core, p))
-    done_updates = {core: 0 for core, _ in procs}
+    groups = [[int(s) for s in g] for g in np.array_split(np.asarray(seeds), workers)]
+    q = SPAWN.Queue()
     results: list[SeedResult] = []
+    done_updates = [0] * len(groups)
     finished = 0
-    try:
-        while finished < len(procs):
-            try:
-                kind, core, payload = q.get(timeout=5)
-            except queue_mod.Empty:
-                dead = [p for _, p in procs if not p.is_alive() and p.exitcode not in (0, None)]
-                if dead:
-                    raise MesalabError(
-                        f"a training worker exited with code {dead[0].exitcode} (out of memory?); "
-                        "rerun with fewer --seeds or --workers 1"
-                    )
-                continue
+    with pinned_workers(_worker, [(i, config_dict, group, eval_settings, q) for i, group in enumerate(groups)]) as procs:
+        while finished < len(groups):
+            kind, i, payload = next_message(q, procs, "rerun with fewer --seeds or --workers 1")
             if kind == "progress":
-                done_updates[core] = payload
+                done_updates[i] = payload
                 if on_progress:
-                    on_progress(sum(done_updates.values()))
+                    on_progress(sum(done_updates))
             elif kind == "result":
                 results.extend(payload)
                 finished += 1
             else:
                 raise MesalabError(payload)
-    finally:
-        for _, p in procs:
-            if p.is_alive():
-                p.terminate()
-            p.join(timeout=5)
     order = {s: i for i, s in enumerate(seeds)}
     return sorted(results, key=lambda r: order[r.seed])

@@ -8,14 +8,12 @@ one process using two cores deadlocks (see :mod:`mesalab.runner`). Results come 
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import queue as queue_mod
 from typing import Callable
 
 from mesalab.errors import MesalabError
 from mesalab.experiments.plan import Batch
 from mesalab.experiments.presets import EvalPlan
-from mesalab.runner import available_cores, pin_to_core
+from mesalab.runner import SPAWN, available_cores, next_message, pin_to_core, pinned_workers, report_job
 
 OnResult = Callable[[Batch, list], None]
 OnProgress = Callable[[str, int], None]  # (batch_id, updates finished in that batch)
@@ -26,23 +24,8 @@ def _pool_worker(core: int | None, tasks, results, plan: EvalPlan) -> None:
         pin_to_core(core)
     from mesalab.experiments.cells import run_batch
 
-    while True:
-        batch = tasks.get()
-        if batch is None:
-            return
-        try:
-            last = [0]
-
-            def progress(n, batch_id=batch.batch_id):
-                if n != last[0]:
-                    last[0] = n
-                    results.put(("progress", batch_id, n))
-
-            results.put(("result", batch.batch_id, run_batch(batch, plan, progress)))
-        except MesalabError as e:
-            results.put(("error", batch.batch_id, str(e)))
-        except BaseException as e:  # pragma: no cover - reported to the parent
-            results.put(("error", batch.batch_id, f"worker failed: {type(e).__name__}: {e}"))
+    for batch in iter(tasks.get, None):
+        report_job(results, batch.batch_id, lambda progress, batch=batch: run_batch(batch, plan, progress))
 
 
 def run_local(batches: list[Batch], plan: EvalPlan, workers: int, on_result: OnResult,
@@ -56,31 +39,15 @@ def run_local(batches: list[Batch], plan: EvalPlan, workers: int, on_result: OnR
         for b in batches:
             on_result(b, run_batch(b, plan, (lambda n, b=b: on_progress(b.batch_id, n)) if on_progress else None))
         return
-    cores = cores if cores is not None else available_cores()
     workers = min(workers, len(batches))
-    ctx = mp.get_context("spawn")
-    tasks, results = ctx.Queue(), ctx.Queue()
-    for b in batches:
-        tasks.put(b)
-    procs = []
-    for i in range(workers):
-        tasks.put(None)
-        core = cores[i % len(cores)] if len(cores) > 1 else None
-        p = ctx.Process(target=_pool_worker, args=(core, tasks, results, plan), daemon=True)
-        p.start()
-        procs.append(p)
+    tasks, results = SPAWN.Queue(), SPAWN.Queue()
+    for item in [*batches, *[None] * workers]:  # then one stop sign per worker
+        tasks.put(item)
     by_id = {b.batch_id: b for b in batches}
-    finished = 0
-    try:
+    with pinned_workers(_pool_worker, [(tasks, results, plan)] * workers, cores) as procs:
+        finished = 0
         while finished < len(batches):
-            try:
-                kind, batch_id, payload = results.get(timeout=5)
-            except queue_mod.Empty:
-                dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
-                if dead:
-                    raise MesalabError(f"a sweep worker exited with code {dead[0].exitcode} (out of memory?); "
-                                       "re-run the same command to resume, with --workers 1") from None
-                continue
+            kind, batch_id, payload = next_message(results, procs, "re-run the same command to resume, with --workers 1")
             if kind == "progress":
                 if on_progress:
                     on_progress(batch_id, payload)
@@ -89,11 +56,6 @@ def run_local(batches: list[Batch], plan: EvalPlan, workers: int, on_result: OnR
                 finished += 1
             else:
                 raise MesalabError(f"batch {batch_id}: {payload}")
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-            p.join(timeout=5)
 
 
 class _RayWorker:
@@ -103,16 +65,17 @@ class _RayWorker:
     def __init__(self, core: int | None):
         self.core = core
 
-    def run(self, batch: Batch, plan: EvalPlan) -> list:
+    def run(self, batch: Batch, plan: EvalPlan) -> tuple[str, list]:
+        """``(batch_id, results)``: the id says which batch came back (the pool returns them in any order)."""
         import jax
 
         if jax.default_backend() != "cpu":
             from mesalab.experiments.cells import run_batch
 
-            return run_batch(batch, plan)
+            return batch.batch_id, run_batch(batch, plan)
         out: list = []
         run_local([batch], plan, 1, lambda b, r: out.extend(r), cores=[self.core] if self.core is not None else None)
-        return out
+        return batch.batch_id, out
 
 
 def run_ray(batches: list[Batch], plan: EvalPlan, on_result: OnResult, address: str | None = None,
@@ -141,17 +104,14 @@ def run_ray(batches: list[Batch], plan: EvalPlan, on_result: OnResult, address: 
         pool = ActorPool([actor.remote(cores[i % len(cores)] if address is None else None) for i in range(n)])
         for b in batches:
             pool.submit(lambda a, b: a.run.remote(b, plan), b)
-        by_order = list(batches)
+        by_id = {b.batch_id: b for b in batches}
         while pool.has_next():
             try:
-                batch_results = pool.get_next_unordered()
+                batch_id, batch_results = pool.get_next_unordered()
             except Exception as e:  # a task's MesalabError arrives wrapped by Ray
                 cause = getattr(e, "cause", None) or e
                 raise MesalabError(f"a batch failed on Ray: {cause}") from None
-            ids = {r.cell_id for r in batch_results}
-            batch = next(b for b in by_order if {c.cell_id for c in b.cells} == ids)
-            by_order.remove(batch)
-            on_result(batch, batch_results)
+            on_result(by_id[batch_id], batch_results)
     finally:
         if started:
             ray.shutdown()
