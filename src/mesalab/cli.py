@@ -165,14 +165,17 @@ def print_icl_summary(run_dir: Path) -> None:
     for seed, _, ref, rl, ml, mse, cos in rows:
         table.add_row(str(seed), ref, f"{rl:.4f}", f"{ml:.4f}", f"{mse:.5f}", f"{cos:.4f}")
     console.print(table)
+    print_report_sentences(Path(run_dir) / "report.html", r"<li>(Seed [^<]*)</li>")
+
+
+def print_report_sentences(report: Path, pattern: str) -> None:
+    """Print the sentences a report states (its list items matching ``pattern``), then its path."""
+    import html
     import re
 
-    html = (Path(run_dir) / "report.html").read_text()
-    for sentence in re.findall(r"<li>(Seed [^<]*)</li>", html):
-        import html as html_mod
-
-        console.print(html_mod.unescape(sentence), markup=False)
-    console.print(f"Report: {Path(run_dir) / 'report.html'}")
+    for sentence in re.findall(pattern, report.read_text()):
+        console.print(html.unescape(sentence), markup=False)
+    console.print(f"Report: {report}")
 
 
 def print_summary(run_dir: Path) -> None:
@@ -290,14 +293,7 @@ def sweep(
 
         if compare is not None and not compare.is_dir():
             raise ConfigError(f"--compare {compare} is not a folder; pass a diversity sweep folder")
-        out_dir = run_toy_model(out, compare)
-        html = (out_dir / "report.html").read_text()
-        import html as html_mod
-        import re
-
-        for sentence in re.findall(r"<li[^>]*>([^<]*)</li>", html):
-            console.print(html_mod.unescape(sentence), markup=False)
-        console.print(f"Report: {out_dir / 'report.html'}")
+        print_report_sentences(run_toy_model(out, compare) / "report.html", r"<li[^>]*>([^<]*)</li>")
         return
     p = get_preset(preset)
     n_seeds = p.default_seeds if seeds is None else seeds

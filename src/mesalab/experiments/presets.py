@@ -66,17 +66,25 @@ class Preset:
     plots: tuple[tuple[str, str], ...]  # (metric, label) drawn along the dial, hypotheses' metrics first
     eval: EvalPlan = field(default_factory=EvalPlan)
     default_seeds: int = 5
-    budget: str = ""  # measured wall time of the default on the 2-core CPU
+
+    def panel_task(self, panel: dict) -> str:
+        """The task every cell of ``panel`` trains on."""
+        return {**self.base, **panel}["task"]
 
     def panel_name(self, panel: dict) -> str:
         return ",".join(f"{k}={v}" for k, v in sorted(panel.items())) or "all"
 
 
-MAZE_SECONDARY = (
-    ("test/bits_fraction", "optimization power on unseen mazes (fraction of the oracle's bits)"),
-    ("test/goal_directedness", "goal-directedness on unseen mazes"),
-    ("train/success", "success on the training mazes"),
-)
+SUCCESS_UNSEEN = ("test/success", "success on unseen mazes")
+BITS_UNSEEN = ("test/bits_fraction", "optimization power on unseen mazes (fraction of the oracle's bits)")
+GOAL_DIRECTEDNESS_UNSEEN = ("test/goal_directedness", "goal-directedness on unseen mazes")
+MAZE_PLOTS = (SUCCESS_UNSEEN, BITS_UNSEEN, GOAL_DIRECTEDNESS_UNSEEN, ("train/success", "success on the training mazes"))
+
+
+def _rise_with(cause: str, *metrics: tuple[str, str]) -> tuple[Hypothesis, ...]:
+    """"<metric> rises with <cause>" for each (metric, label)."""
+    return tuple(Hypothesis(f"{label.split(' (')[0]} rises with {cause}", metric, +1, label) for metric, label in metrics)
+
 
 PRESETS: dict[str, Preset] = {}
 
@@ -103,7 +111,6 @@ _register(Preset(
     plots=(("test/outcome:proxy:{proxy}", "proxy pursued competently at test"),
            ("test/outcome:base", "base objective pursued competently at test"),
            ("train/success", "success on the training distribution")),
-    budget="≈ 12 min with 5 seeds",
 ))
 
 _register(Preset(
@@ -115,14 +122,8 @@ _register(Preset(
     base={"task": "maze", "total_steps": 600_000},
     panels=({},),
     dial=Dial("n_levels", (1, 4, 16, 64, 256, 0), "N (distinct training mazes)", unlimited_zero=True),
-    hypotheses=(
-        Hypothesis("success on unseen mazes rises with N", "test/success", +1, "success on unseen mazes"),
-        Hypothesis("optimization power on unseen mazes rises with N", "test/bits_fraction", +1,
-                   "optimization power on unseen mazes (fraction of the oracle's bits)"),
-        Hypothesis("goal-directedness on unseen mazes rises with N", "test/goal_directedness", +1,
-                   "goal-directedness on unseen mazes"),
-    ),
-    plots=(("test/success", "success on unseen mazes"),) + MAZE_SECONDARY,
+    hypotheses=_rise_with("N", SUCCESS_UNSEEN, BITS_UNSEEN, GOAL_DIRECTEDNESS_UNSEEN),
+    plots=MAZE_PLOTS,
     eval=EvalPlan(irl_levels=100),
 ))
 
@@ -134,12 +135,8 @@ _register(Preset(
     base={"task": "maze", "total_steps": 500_000, "n_levels": 1},
     panels=({},),
     dial=Dial("width", (16, 32, 64, 128, 256), "width (hidden units per layer)"),
-    hypotheses=(
-        Hypothesis("success on unseen mazes rises with capacity", "test/success", +1, "success on unseen mazes"),
-        Hypothesis("optimization power on unseen mazes rises with capacity", "test/bits_fraction", +1,
-                   "optimization power on unseen mazes (fraction of the oracle's bits)"),
-    ),
-    plots=(("test/success", "success on unseen mazes"),) + MAZE_SECONDARY,
+    hypotheses=_rise_with("capacity", SUCCESS_UNSEEN, BITS_UNSEEN),
+    plots=MAZE_PLOTS,
     eval=EvalPlan(irl_levels=100),
 ))
 
@@ -152,13 +149,8 @@ _register(Preset(
     base={"task": "maze", "total_steps": 500_000, "n_levels": 1},
     panels=({},),
     dial=Dial("weight_decay", (0.0, 0.001, 0.01, 0.1, 0.3), "L2 weight decay"),
-    hypotheses=(
-        Hypothesis("success on unseen mazes rises with simplicity pressure", "test/success", +1,
-                   "success on unseen mazes"),
-        Hypothesis("optimization power on unseen mazes rises with simplicity pressure", "test/bits_fraction", +1,
-                   "optimization power on unseen mazes (fraction of the oracle's bits)"),
-    ),
-    plots=(("test/success", "success on unseen mazes"),) + MAZE_SECONDARY,
+    hypotheses=_rise_with("simplicity pressure", SUCCESS_UNSEEN, BITS_UNSEEN),
+    plots=MAZE_PLOTS,
     eval=EvalPlan(irl_levels=100),
 ))
 

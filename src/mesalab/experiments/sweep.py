@@ -111,7 +111,7 @@ def store_levels(con, preset: Preset) -> None:
     from mesalab.experiments.cells import LEVEL_SEED
     from mesalab.tasks import get_task
 
-    tasks = sorted({cfg["task"] for cfg in (c.config for c in cells(preset, [0]))})
+    tasks = sorted({preset.panel_task(panel) for panel in preset.panels})
     n = preset.eval.drawn_levels
     rows = []
     for name in tasks:
@@ -204,6 +204,8 @@ class SweepAnalysis:
     series: list[MetricSeries]
     verdicts: list  # stats.HypothesisVerdict
     wall_s: float  # summed (per-cell share of) batch wall time
+    cells: list[tuple]  # (cell_id, panel, value, seed, config JSON, wall_s) of every finished cell
+    metrics: dict[tuple[str, str], float]  # (cell_id, metric) -> value
 
 
 def _expand(metric: str, task_name: str) -> list[str]:
@@ -232,7 +234,7 @@ def analyse_sweep(sweep_dir: Path) -> SweepAnalysis:
     series, verdicts = [], []
     for panel in preset.panels:
         pname = preset.panel_name(panel)
-        task_name = {**preset.base, **panel}["task"]
+        task_name = preset.panel_task(panel)
         pcells = [r for r in cell_rows if r[1] == pname]
         for metric_t, label in preset.plots:
             for metric in _expand(metric_t, task_name):
@@ -265,4 +267,4 @@ def analyse_sweep(sweep_dir: Path) -> SweepAnalysis:
                                               dial.label, dial.display))
     n_expected = len(preset.panels) * len(dial.values) * len(meta["seeds"])
     return SweepAnalysis(preset, meta, len(cell_rows), n_expected, series, verdicts,
-                         float(sum(r[5] for r in cell_rows)))
+                         float(sum(r[5] for r in cell_rows)), cell_rows, values)

@@ -116,11 +116,6 @@ class PPOConfig:
         return dataclasses.asdict(self)
 
 
-# Config fields that are data, not shape: ``train(key, dials)`` accepts traced values for them, so a sweep can
-# vmap over them together with seeds (see ``mesalab.experiments``).
-DATA_DIALS = PPO_DATA_DIALS
-
-
 class Transition(NamedTuple):
     obs: jax.Array
     action: jax.Array
@@ -156,8 +151,8 @@ def _carry_over(params: EnvParams, fresh: EnvParams, level_idx: jax.Array) -> tu
 def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None):
     """Return ``train(key, dials=None) -> (model, metrics)``; ``metrics`` holds one entry per update.
 
-    ``dials`` optionally overrides the data dials (:data:`DATA_DIALS`) with (traceable) arrays, so
-    ``jax.vmap(train)(keys, {"train_alpha": alphas})`` trains one model per (key, α) in one program; without
+    ``dials`` optionally overrides the data dials (:data:`mesalab.data_dials.PPO_DATA_DIALS`) with (traceable)
+    arrays, so ``jax.vmap(train)(keys, {"train_alpha": alphas})`` trains one model per (key, α) in one program; without
     it the values of ``config`` are used. ``progress``, if given, is called from inside the jitted loop with
     the number of finished updates.
     """
@@ -188,9 +183,9 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
 
     def train(key: jax.Array, dials: dict | None = None):
         dials = dict(dials or {})
-        unknown = sorted(set(dials) - set(DATA_DIALS))
+        unknown = sorted(set(dials) - set(PPO_DATA_DIALS))
         if unknown:
-            raise ConfigError(f"{unknown} are not data dials of PPO; data dials: {', '.join(DATA_DIALS)}")
+            raise ConfigError(f"{unknown} are not data dials of PPO; data dials: {', '.join(PPO_DATA_DIALS)}")
         alpha = jnp.asarray(dials.get("train_alpha", config.train_alpha), jnp.float32)
         dist = task.train._replace(alpha=jnp.where(alpha < 0, task.train.alpha, alpha))
         optimizer = make_optimizer(jnp.asarray(dials.get("weight_decay", config.weight_decay), jnp.float32))

@@ -125,13 +125,11 @@ def build_sweep_report(sweep_dir: Path) -> Path:
     preset, dial = analysis.preset, analysis.preset.dial
     con = open_sweep(sweep_dir, read_only=True)
     try:
-        cell_rows = con.execute("SELECT cell_id, panel, value, seed, config FROM cells").fetchall()
         curves = con.execute("SELECT c.panel, c.value, k.env_steps, k.success_rate FROM cell_curves k "
                              "JOIN cells c USING (cell_id)").fetchall()
         trajs = con.execute("SELECT cell_id, split, level, rows, cols, outcome FROM cell_trajectories").fetchall()
         level_rows = con.execute("SELECT task, split, level, height, width, channels, grid, start_row, start_col "
                                  "FROM levels").fetchall()
-        metrics = {(c, m): v for c, m, v in con.execute("SELECT cell_id, metric, value FROM cell_metrics").fetchall()}
     finally:
         con.close()
     fig_dir = sweep_dir / "figures"
@@ -143,7 +141,7 @@ def build_sweep_report(sweep_dir: Path) -> Path:
     if curves:
         figs.append(("Learning curves", "Training success rate during PPO, mean over seeds, per dial value.",
                      learning_curves_by_dial(curves, dial, fig_dir / "learning_curves.png")))
-    reps = _representatives(preset, analysis, cell_rows, trajs, metrics)
+    reps = _representatives(preset, analysis, trajs)
     if reps:
         levels = {(t, s, lv): {"grid": np.asarray(g, bool).reshape(h, w, ch), "start": (r0, c0)}
                   for t, s, lv, h, w, ch, g, r0, c0 in level_rows}
@@ -173,7 +171,8 @@ def build_sweep_report(sweep_dir: Path) -> Path:
     return write_html_atomic(sweep_dir / "report.html", html)
 
 
-def _representatives(preset, analysis, cell_rows, trajs, metrics) -> list[dict]:
+def _representatives(preset, analysis, trajs) -> list[dict]:
+    cell_rows, metrics = analysis.cells, analysis.metrics
     if not analysis.verdicts or not trajs:
         return []
     by_cell = defaultdict(list)
@@ -189,7 +188,7 @@ def _representatives(preset, analysis, cell_rows, trajs, metrics) -> list[dict]:
             if not cands:
                 continue
             cands.sort(key=lambda r: metrics[(r[0], metric)])
-            cid, _, _, seed, config = cands[len(cands) // 2]
+            cid, _, _, seed, config, _ = cands[len(cands) // 2]
             dial_value = next(v for v in preset.dial.values if float(v) == value)
             title = f"{pname + ', ' if pname != 'all' else ''}{preset.dial.name}={preset.dial.display(dial_value)}, seed {seed}"
             reps.append({"task": json.loads(config)["task"], "title": title,
