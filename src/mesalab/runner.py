@@ -85,29 +85,30 @@ def evaluation_pools(task, eval_settings: EvalSettings) -> dict:
     return {s: evaluation_levels(task, s, eval_settings.episodes, eval_settings.level_seed) for s in ("train", "test")}
 
 
-def evaluate_models(task, models, keys, pools: dict, greedy: bool) -> dict:
+def evaluate_models(task, models, keys, pools: dict, greedy: bool, ticks: int | None = None) -> dict:
     """One episode per pool level for each of a stack of models (leading axis, one per training key) on each
     split: ``split -> Episodes`` (numpy, leading model axis). The episode keys derive from the training keys,
-    so replaying a run's checkpoints reproduces its episodes."""
+    so replaying a run's checkpoints reproduces its episodes. ``ticks``: internal iterations per step of a
+    recurrent model (its training ticks when ``None``)."""
     import jax
 
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(keys)
     episodes = {}
     for split, params in pools.items():
-        episodes[split] = jax.tree_util.tree_map(np.asarray, _evaluator(task, greedy)(models, eval_keys, params))
+        episodes[split] = jax.tree_util.tree_map(np.asarray, _evaluator(task, greedy, ticks)(models, eval_keys, params))
     return episodes
 
 
 @functools.lru_cache(maxsize=None)
-def _evaluator(task, greedy: bool):
-    """One jitted evaluator per (task, greedy), so repeated evaluations reuse its compilation."""
+def _evaluator(task, greedy: bool, ticks: int | None = None):
+    """One jitted evaluator per (task, greedy, ticks), so repeated evaluations reuse its compilation."""
     import equinox as eqx
 
     from mesalab.diagnostics import evaluate, model_policy
 
     @eqx.filter_jit
     def run(models, keys, params):
-        return eqx.filter_vmap(lambda m, k, p: evaluate(task, model_policy(m, task.obs_mode, greedy), p, k),
+        return eqx.filter_vmap(lambda m, k, p: evaluate(task, model_policy(m, task.obs_mode, greedy, ticks=ticks), p, k),
                                in_axes=(eqx.if_array(0), 0, None))(models, keys, params)
 
     return run

@@ -416,8 +416,8 @@ MIN_GOAL_DIRECTEDNESS = 0.1  # below this the fitted reward explains too little 
 def policy_log_probs(task, policy, params, demos: Demonstrations) -> np.ndarray | None:
     """``[n, T]``: the agent's own ``log pi(a_t | s_t)`` for each demonstrated action, or ``None`` when the
     policy does not expose its action probabilities. No predictor of these actions can do better on average:
-    it is the top of the goal-directedness scale. Assumes a Markov policy (action depends on the current
-    observation only)."""
+    it is the top of the goal-directedness scale. A stateful policy is replayed along each demonstration, so
+    its probabilities condition on the whole history it saw."""
     if policy.log_probs is None:
         return None
 
@@ -435,16 +435,22 @@ def _model_log_probs_impl(model, task, obs_mode: str, greedy: bool, params, cell
 def _log_probs_of(task, policy, params, cells, actions):
     from mesalab.tasks.grid import EnvState, GridEnv
 
+    from mesalab.diagnostics.policies import as_stateful
+
     env = GridEnv(task.shape.height, task.shape.width, policy.obs_mode)
     n, horizon = actions.shape
+    initial_carry, _, log_probs = as_stateful(policy)
 
-    def at(level, t, cell, action):
-        obs = env.observe(EnvState(level=level, pos=cell, t=t), params)
-        return policy.log_probs(obs)[action]
+    def episode(level, cells, actions):  # a stateful policy replays the demonstrated history in order
+        def at(carry, x):
+            t, cell, action = x
+            lp, carry = log_probs(env.observe(EnvState(level=level, pos=cell, t=t), params), carry)
+            return carry, lp[action]
 
-    levels = jnp.broadcast_to(jnp.arange(n)[:, None], (n, horizon))
-    times = jnp.broadcast_to(jnp.arange(horizon)[None], (n, horizon))
-    return jax.vmap(jax.vmap(at))(levels, times, cells, actions)
+        _, lps = jax.lax.scan(at, initial_carry(), (jnp.arange(horizon), cells, actions))
+        return lps
+
+    return jax.vmap(episode)(jnp.arange(n), cells, actions)
 
 
 def model_log_probs(task, model, obs_mode: str, greedy: bool, params, demos: Demonstrations) -> np.ndarray:

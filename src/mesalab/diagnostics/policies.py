@@ -4,6 +4,10 @@ A policy is ``act(obs, key) -> action`` (jittable, one observation) together wit
 expects (``"egocentric"`` or ``"global"``); evaluation builds the environment in that mode. A policy may also
 expose ``log_probs(obs) -> float32[4]``, its exact action log-probabilities (used as the ceiling of
 goal-directedness).
+
+A *stateful* policy (a recurrent model) also sets ``initial_carry() -> carry``; its ``act`` is then
+``act(obs, key, carry) -> (action, carry)`` and its ``log_probs`` is ``log_probs(obs, carry) -> (log_probs, carry)``.
+:func:`as_stateful` gives every policy that form, so rollouts thread a carry whatever the policy.
 """
 
 from __future__ import annotations
@@ -20,22 +24,61 @@ class Policy:
     name: str
     act: Callable[[jax.Array, jax.Array], jax.Array]
     obs_mode: str = "egocentric"
-    log_probs: Callable[[jax.Array], jax.Array] | None = None
+    log_probs: Callable | None = None
+    initial_carry: Callable[[], jax.Array] | None = None
+
+    @property
+    def stateful(self) -> bool:
+        return self.initial_carry is not None
 
 
-def model_policy(model, obs_mode: str = "egocentric", greedy: bool = False, name: str = "model") -> Policy:
-    """Wrap an actor-critic model: sample from its logits (or take the argmax when ``greedy``)."""
+def as_stateful(policy: Policy):
+    """``(initial_carry, act(obs, key, carry), log_probs(obs, carry) or None)`` for any policy (a memoryless one
+    carries a dummy)."""
+    if policy.stateful:
+        return policy.initial_carry, policy.act, policy.log_probs
+    lp = None if policy.log_probs is None else (lambda obs, c: (policy.log_probs(obs), c))
+    return (lambda: jnp.zeros((), jnp.int32)), (lambda obs, key, c: (policy.act(obs, key), c)), lp
 
-    def act(obs, key):
-        (logits, _), _ = model(obs)
+
+def model_policy(model, obs_mode: str = "egocentric", greedy: bool = False, name: str = "model",
+                 ticks: int | None = None) -> Policy:
+    """Wrap an actor-critic model: sample from its logits (or take the argmax when ``greedy``). A recurrent model
+    gives a stateful policy (hidden state carried across steps from ``initial_carry``) run with ``ticks``
+    internal iterations per step (its training ticks when ``None``)."""
+    from mesalab.models.recurrent import is_recurrent
+
+    def choose(logits, key):
         if greedy:
             return jnp.argmax(logits).astype(jnp.int32)
         return jax.random.categorical(key, logits).astype(jnp.int32)
 
-    def log_probs(obs):
-        (logits, _), _ = model(obs)
+    def normalise(logits):
         if greedy:
             return jnp.where(jnp.arange(logits.shape[-1]) == jnp.argmax(logits), 0.0, -jnp.inf)
         return jax.nn.log_softmax(logits)
+
+    if is_recurrent(model):
+        def step(obs, carry):
+            ((logits, _), carry), _ = model.step(obs, carry, ticks=ticks)
+            return logits, carry
+
+        def act_r(obs, key, carry):
+            logits, carry = step(obs, carry)
+            return choose(logits, key), carry
+
+        def log_probs_r(obs, carry):
+            logits, carry = step(obs, carry)
+            return normalise(logits), carry
+
+        return Policy(name, act_r, obs_mode, log_probs_r, model.initial_carry)
+
+    def act(obs, key):
+        (logits, _), _ = model(obs)
+        return choose(logits, key)
+
+    def log_probs(obs):
+        (logits, _), _ = model(obs)
+        return normalise(logits)
 
     return Policy(name, act, obs_mode, log_probs)

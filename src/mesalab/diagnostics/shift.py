@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesalab.diagnostics.policies import Policy
+from mesalab.diagnostics.policies import Policy, as_stateful
 from mesalab.diagnostics.stats import wilson_interval
 from mesalab.tasks.grid import EnvParams, EnvState, GridEnv
 from mesalab.tasks.oracle import UNREACHABLE, return_for_length, shortest_path_length
@@ -41,19 +41,21 @@ class Episodes(NamedTuple):
     outcome: jax.Array  # int32[n] in [0, K]
 
 
-def rollout(env: GridEnv, act, params: EnvParams, level: jax.Array, key: jax.Array, n_steps: int):
-    """One episode of at most ``n_steps`` on pool entry ``level`` without auto-reset:
-    ``(positions[n_steps + 1, 2], actions[n_steps], length)``."""
+def rollout(env: GridEnv, policy: Policy, params: EnvParams, level: jax.Array, key: jax.Array, n_steps: int):
+    """One episode of at most ``n_steps`` on pool entry ``level`` without auto-reset (a stateful policy's carry
+    starts from its initial carry): ``(positions[n_steps + 1, 2], actions[n_steps], length)``."""
+    initial_carry, act, _ = as_stateful(policy)
     state = EnvState(level=level, pos=params.start[level], t=jnp.zeros((), jnp.int32))
 
     def step(carry, k):
-        state, alive = carry
-        action = act(env.observe(state, params), k)
+        state, alive, memory = carry
+        action, memory = act(env.observe(state, params), k, memory)
         nxt, _, done, _ = env.step_no_reset(state, action, params)
         state = jax.tree_util.tree_map(lambda a, b: jnp.where(alive, a, b), nxt, state)
-        return (state, alive & ~done), (state.pos, action)
+        return (state, alive & ~done, memory), (state.pos, action)
 
-    (final, _), (pos, actions) = jax.lax.scan(step, (state, jnp.bool_(True)), jax.random.split(key, n_steps))
+    (final, _, _), (pos, actions) = jax.lax.scan(step, (state, jnp.bool_(True), initial_carry()),
+                                                 jax.random.split(key, n_steps))
     positions = jnp.concatenate([params.start[level][None], pos], axis=0)
     return positions, actions, final.t
 
@@ -92,7 +94,7 @@ def evaluate(task: Task, policy: Policy, params: EnvParams, key: jax.Array) -> E
     levels = jnp.arange(n, dtype=jnp.int32)
 
     def one(level, k):
-        positions, actions, length = rollout(env, policy.act, params, level, k, task.max_steps)
+        positions, actions, length = rollout(env, policy, params, level, k, task.max_steps)
         return (positions, actions, length, *score_episode(task, params, level, positions, length))
 
     out = jax.vmap(one)(levels, jax.random.split(key, n))

@@ -11,7 +11,10 @@ Cell metrics (all honest per-cell numbers; the sweep statistics are over seeds):
   objective (exact bits per level, mean), the oracle's, and their ratio;
 - ``test/goal_directedness`` (when the plan fits the behavioral objective, on the test split only): see
   :mod:`mesalab.diagnostics.behavioral`;
-- ``train_curve/success_final``: training success rate over the last 10% of updates.
+- ``train_curve/success_final``: training success rate over the last 10% of updates;
+- recurrent cells only: ``test/success@ticks=k`` (success on the test split with k internal ticks per step, for
+  the plan's ``test_ticks``, the training ticks and twice them) and ``test/compute_gain_2x`` (success at twice the
+  training ticks minus at the training ticks: the test-time compute gain).
 
 ``split`` is ``train`` (levels from the training distribution, unseen ones when N is finite) or ``test``.
 """
@@ -69,12 +72,21 @@ def run_batch(batch: Batch, plan: EvalPlan, progress: Callable[[int], None] | No
                             bootstrap=plan.bootstrap)
     pools = evaluation_pools(task, settings)
     episodes = evaluate_models(task, models, keys, pools, settings.greedy)
+    more_ticks = {}  # recurrent cells: the test split again at other numbers of ticks per step (same levels and keys)
+    if config.recurrent:
+        for k in sorted(set(plan.test_ticks) | {2 * config.ticks}):
+            if k != config.ticks:
+                more_ticks[k] = evaluate_models(task, models, keys, {"test": pools["test"]}, settings.greedy,
+                                                ticks=k)["test"]
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(models, eqx.is_array))]
     out = []
     for i, cell in enumerate(batch.cells):
         model = split_seed(models, i)
         cell_eps = split_seed(episodes, i)
         values = measure_cell(task, model, cell_eps, pools, settings)
+        if config.recurrent:
+            values.update(compute_scaling_metrics(task, config.ticks, cell_eps["test"],
+                                                  {k: split_seed(e, i) for k, e in more_ticks.items()}))
         success = metrics["success_rate"][i]
         tail = success[int(0.9 * len(success)):]
         values["train_curve/success_final"] = float(np.nanmean(tail)) if np.isfinite(tail).any() else float("nan")
@@ -142,6 +154,19 @@ def measure_cell(task, model, episodes: dict, pools: dict, settings) -> dict[str
         values[f"{split}/bits_fraction"] = agent / ceiling if ceiling > 0 else 0.0
         if split in profiles:
             values[f"{split}/goal_directedness"] = float(profiles[split].behavioral.goal_directedness)
+    return values
+
+
+def compute_scaling_metrics(task, trained_ticks: int, test_episodes, by_ticks: dict) -> dict[str, float]:
+    """``test/success@ticks=k`` for every evaluated k (the training ticks included), and
+    ``test/compute_gain_2x``: success at twice the training ticks minus success at the training ticks (paired:
+    the same unseen levels and episode keys)."""
+    from mesalab.diagnostics import summarise
+
+    success = {k: summarise(task, ep, "test").objectives[0].reach_rate for k, ep in by_ticks.items()}
+    success[trained_ticks] = summarise(task, test_episodes, "test").objectives[0].reach_rate
+    values = {f"test/success@ticks={k}": float(v) for k, v in sorted(success.items())}
+    values["test/compute_gain_2x"] = float(success[2 * trained_ticks] - success[trained_ticks])
     return values
 
 

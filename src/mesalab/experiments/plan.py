@@ -47,7 +47,8 @@ def cells(preset: Preset, seeds: list[int]) -> list[Cell]:
     for panel in preset.panels:
         name = preset.panel_name(panel)
         for value in preset.dial.values:
-            cfg = PPOConfig.from_dict({**preset.base, **panel, preset.dial.name: value}).to_dict()
+            cfg = PPOConfig.from_dict({**preset.base, **panel, preset.dial.name: value,
+                                       **preset.dial.settings_for(value)}).to_dict()
             for seed in seeds:
                 out.append(Cell(cell_id(name, preset.dial.name, value, seed), name, value, int(seed), cfg))
     return out

@@ -20,6 +20,11 @@ class Dial:
     values: tuple
     label: str  # axis label
     unlimited_zero: bool = False  # the value 0 means "unlimited" (drawn as ∞, ordered last)
+    categorical: bool = False  # the values are names, ordered as listed (e.g. feed-forward, then recurrent)
+    settings: tuple[tuple[object, dict], ...] = ()  # (value, extra PPO settings that go with that value)
+
+    def settings_for(self, value) -> dict:
+        return dict(dict(self.settings).get(value, {}))
 
     @property
     def is_data(self) -> bool:
@@ -29,12 +34,16 @@ class Dial:
     def display(self, value) -> str:
         if self.unlimited_zero and value == 0:
             return "∞"
+        if self.categorical:
+            return str(value)
         return f"{value:g}" if isinstance(value, float) else str(value)
 
     def order(self, value) -> float:
         """Position of a value along the dial (ranks for the trend test)."""
         if self.unlimited_zero and value == 0:
             return float("inf")
+        if self.categorical:
+            return float(self.values.index(value))
         return float(value)
 
 
@@ -52,6 +61,7 @@ class EvalPlan:
     irl_levels: int = 0  # levels used to fit the behavioral objective (goal-directedness); 0 skips it
     bootstrap: int = 200
     drawn_levels: int = 2  # trajectories stored per split and cell (for the report)
+    test_ticks: tuple[int, ...] = ()  # recurrent cells: also test at these ticks per step (compute scaling)
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,62 @@ _register(Preset(
     eval=EvalPlan(irl_levels=100),
 ))
 
+MAZE_OBS_SIZE = 17 * 17 * 10  # the maze task's egocentric observation (a test checks it against the task)
+N_ACTIONS = 4
+
+
+def mlp_parameters(obs_size: int, width: int, depth: int, n_actions: int = N_ACTIONS) -> int:
+    """Parameters of ``MLPActorCritic`` (checked against the model in the tests)."""
+    sizes = [obs_size] + [width] * depth
+    hidden = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    return hidden + width * n_actions + n_actions + width + 1
+
+
+def gru_parameters(obs_size: int, width: int, n_actions: int = N_ACTIONS) -> int:
+    """Parameters of ``GRUActorCritic``: encoder, GRU cell (6 w² + 4 w), heads."""
+    return obs_size * width + width + 6 * width * width + 4 * width + width * n_actions + n_actions + width + 1
+
+
+def equal_parameter_gru_width(obs_size: int, mlp_width: int, mlp_depth: int) -> int:
+    """The GRU width whose parameter count is closest to the MLP's (statefulness at equal parameters)."""
+    target = mlp_parameters(obs_size, mlp_width, mlp_depth)
+    return min(range(1, 4 * mlp_width), key=lambda w: abs(gru_parameters(obs_size, w) - target))
+
+
+_GRU_WIDTH = equal_parameter_gru_width(MAZE_OBS_SIZE, 128, 2)
+COMPUTE_GAIN = ("test/compute_gain_2x",
+                "test-time compute gain on unseen mazes (success at 2× the training ticks minus at the training ticks)")
+
+_register(Preset(
+    name="statefulness",
+    description=f"Train feed-forward (MLP, width 128, depth 2) and recurrent (GRU, width {_GRU_WIDTH}: the same "
+                "number of parameters) maze agents on unlimited mazes and test them on unseen mazes.",
+    condition="Statefulness: a model that can carry state across steps (and so spread its computation over "
+              "time) is more likely to implement search than a memoryless one of the same size.",
+    base={"task": "maze", "total_steps": 400_000},
+    panels=({},),
+    dial=Dial("model", ("mlp", "gru"), "policy (feed-forward → recurrent, equal parameters)", categorical=True,
+              settings=(("mlp", {"width": 128, "depth": 2}), ("gru", {"width": _GRU_WIDTH, "depth": 1}))),
+    hypotheses=_rise_with("statefulness", SUCCESS_UNSEEN, BITS_UNSEEN, GOAL_DIRECTEDNESS_UNSEEN),
+    plots=MAZE_PLOTS,
+    eval=EvalPlan(irl_levels=100),
+))
+
+_register(Preset(
+    name="time-penalty",
+    description="Train recurrent (GRU) maze agents with 1, 2, 4 or 8 internal ticks per environment step on "
+                "unlimited mazes; test them on unseen mazes at their own ticks and at other tick counts.",
+    condition="Time penalty: a model that may think longer per step (less time pressure) is more likely to "
+              "learn an optimizer, which then also gains from extra test-time compute.",
+    base={"task": "maze", "total_steps": 300_000, "model": "gru", "depth": 1},
+    panels=({},),
+    dial=Dial("ticks", (1, 2, 4, 8), "training ticks per step (compute allowed)"),
+    hypotheses=_rise_with("training ticks", SUCCESS_UNSEEN, BITS_UNSEEN, GOAL_DIRECTEDNESS_UNSEEN, COMPUTE_GAIN),
+    plots=(SUCCESS_UNSEEN, COMPUTE_GAIN, BITS_UNSEEN, GOAL_DIRECTEDNESS_UNSEEN,
+           ("train/success", "success on the training mazes")),
+    eval=EvalPlan(irl_levels=100, test_ticks=(1, 2, 4, 8, 16)),
+))
+
 TOY_MODEL = "toy-model"  # analytic, no training: see mesalab.experiments.toy_model
 
 
@@ -181,6 +247,10 @@ def configured_preset(name: str, overrides: dict | None = None, eval_overrides: 
         raise ConfigError(f"preset {name!r} sets the task itself; remove 'task' from the overrides")
     if preset.dial.name in overrides:
         raise ConfigError(f"{preset.dial.name} is the dial of preset {name!r}; it cannot be overridden")
+    fixed = sorted(set(overrides) & {k for _, extra in preset.dial.settings for k in extra})
+    if fixed:
+        raise ConfigError(f"{fixed} are set per dial value by preset {name!r} (e.g. equal parameters); "
+                          f"remove them from the overrides")
     eval_overrides = dict(eval_overrides or {})
     unknown = sorted(set(eval_overrides) - {f.name for f in dataclasses.fields(EvalPlan)})
     if unknown:

@@ -12,7 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from mesalab.models.common import Intervention, tap
+from mesalab.models.common import Intervention, conv3x3, tap
 
 
 def _orthogonal_linear(key, d_in, d_out, scale):
@@ -52,14 +52,6 @@ class MLPActorCritic(eqx.Module):
         return (logits, value), acts
 
 
-def conv3x3(x: jax.Array, weight: jax.Array, bias: jax.Array) -> jax.Array:
-    """'SAME' 3x3 convolution of ``x[H, W, C]`` with ``weight[9C, F]`` as patch extraction + one matmul."""
-    h, w, _ = x.shape
-    p = jnp.pad(x, ((1, 1), (1, 1), (0, 0)))
-    patches = jnp.concatenate([p[i : i + h, j : j + w] for i in range(3) for j in range(3)], axis=-1)
-    return patches @ weight + bias[None, None, :]
-
-
 class CNNActorCritic(eqx.Module):
     """3x3 conv layers (ReLU) -> flatten -> dense (tanh) -> policy logits and value."""
 
@@ -94,15 +86,26 @@ class CNNActorCritic(eqx.Module):
         return (logits, value), acts
 
 
-MODELS = {"mlp": MLPActorCritic, "cnn": CNNActorCritic}
+MODELS = ("mlp", "cnn", "gru", "convgru")
 
 
-def make_model(kind: str, obs_shape, n_actions: int, *, key, width: int = 128, depth: int = 2):
-    """Build a policy by name: ``mlp`` (``depth`` tanh layers of ``width``) or ``cnn``."""
+def make_model(kind: str, obs_shape, n_actions: int, *, key, width: int = 128, depth: int = 2, ticks: int = 1,
+               channels: int = 8):
+    """Build a policy by name: ``mlp`` (``depth`` tanh layers of ``width``), ``cnn``, or a recurrent policy whose
+    core is iterated ``ticks`` times per step: ``gru`` (a dense GRU of ``width``) or ``convgru`` (ConvGRU/DRC-style:
+    ``depth`` layers of ``channels`` channels, then a dense layer of ``width``)."""
     if kind == "mlp":
         return MLPActorCritic(obs_shape, n_actions, (width,) * depth, key=key)
     if kind == "cnn":
         return CNNActorCritic(obs_shape, n_actions, (16,) * depth, width, key=key)
+    if kind == "gru":
+        from mesalab.models.recurrent import GRUActorCritic
+
+        return GRUActorCritic(obs_shape, n_actions, width, ticks, key=key)
+    if kind == "convgru":
+        from mesalab.models.recurrent import ConvGRUActorCritic
+
+        return ConvGRUActorCritic(obs_shape, n_actions, channels, depth, width, ticks, key=key)
     from mesalab.errors import ConfigError
 
     raise ConfigError(f"unknown model {kind!r}; choose one of: {', '.join(MODELS)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable, Mapping, Union
 
 import jax
+import jax.numpy as jnp
 
 Intervention = Union[jax.Array, Callable[[jax.Array], jax.Array]]
 
@@ -22,3 +23,11 @@ def tap(name: str, value: jax.Array, acts: dict, interventions: Mapping[str, Int
         value = repl(value) if callable(repl) else jax.numpy.broadcast_to(repl, value.shape).astype(value.dtype)
     acts[name] = value
     return value
+
+
+def conv3x3(x: jax.Array, weight: jax.Array, bias: jax.Array) -> jax.Array:
+    """'SAME' 3x3 convolution of ``x[H, W, C]`` with ``weight[9C, F]`` as patch extraction + one matmul."""
+    h, w, _ = x.shape
+    p = jnp.pad(x, ((1, 1), (1, 1), (0, 0)))
+    patches = jnp.concatenate([p[i : i + h, j : j + w] for i in range(3) for j in range(3)], axis=-1)
+    return patches @ weight + bias[None, None, :]

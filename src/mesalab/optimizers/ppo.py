@@ -18,7 +18,7 @@ import optax
 
 from mesalab.data_dials import PPO_DATA_DIALS
 from mesalab.errors import ConfigError, TrainingDivergedError
-from mesalab.models import make_model
+from mesalab.models import MODELS, make_model
 from mesalab.optimizers.config import config_from_dict
 from mesalab.tasks import get_task
 from mesalab.tasks.grid import EnvParams
@@ -39,7 +39,10 @@ class PPOConfig:
         clip_eps: PPO ratio clip. ent_coef, vf_coef: entropy bonus and value-loss weights.
         max_grad_norm: global gradient-norm clip.
         weight_decay: decoupled L2 weight decay (a description-length / simplicity dial).
-        model: ``mlp`` or ``cnn``; width, depth: its capacity dials.
+        model: ``mlp``, ``cnn``, or recurrent ``gru`` / ``convgru``; width, depth: its capacity dials.
+        ticks: internal iterations per environment step of a recurrent model (the compute dial);
+            channels: its ConvGRU channels. A recurrent model is trained with backpropagation through each
+            rollout (hidden state carried across steps, reset at episode start; minibatches are sets of envs).
         n_levels: number of distinct training levels N; 0 means unlimited (a fresh pool every update).
         pool_size: levels generated per update when ``n_levels == 0``.
         level_seed: seed of the fixed training levels when ``n_levels > 0`` (shared by all training seeds).
@@ -69,6 +72,8 @@ class PPOConfig:
     pool_size: int = 512
     level_seed: int = 0
     train_alpha: float = -1.0
+    ticks: int = 1
+    channels: int = 8
 
     @property
     def steps_per_update(self) -> int:
@@ -81,7 +86,7 @@ class PPOConfig:
     def validate(self) -> "PPOConfig":
         get_task(self.task)
         positive = ["total_steps", "num_envs", "rollout_len", "update_epochs", "num_minibatches", "pool_size",
-                    "width", "depth"]
+                    "width", "depth", "ticks", "channels"]
         for name in positive:
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -103,8 +108,11 @@ class PPOConfig:
             raise ConfigError(f"n_levels must be >= 0 (0 = unlimited), got {self.n_levels}")
         if not (self.train_alpha == -1.0 or 0.0 <= self.train_alpha <= 1.0):
             raise ConfigError(f"train_alpha must be in [0, 1] (or -1 for the task's own), got {self.train_alpha!r}")
-        if self.model not in ("mlp", "cnn"):
-            raise ConfigError(f"unknown model {self.model!r}; choose mlp or cnn")
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
+        if self.recurrent and self.num_envs % self.num_minibatches:
+            raise ConfigError(f"a recurrent model's minibatches are sets of envs: num_envs={self.num_envs} must be "
+                              f"divisible by num_minibatches={self.num_minibatches}")
         return self
 
     @classmethod
@@ -115,6 +123,10 @@ class PPOConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def recurrent(self) -> bool:
+        return self.model in ("gru", "convgru")
+
 
 class Transition(NamedTuple):
     obs: jax.Array
@@ -124,12 +136,14 @@ class Transition(NamedTuple):
     reward: jax.Array
     done: jax.Array
     success: jax.Array
+    start: jax.Array  # the hidden state was reset before this step (episode start); used by recurrent models
 
 
 def init_model(config: PPOConfig, key: jax.Array):
     task = get_task(config.task)
     env = task.env
-    return make_model(config.model, env.obs_shape, env.n_actions, key=key, width=config.width, depth=config.depth)
+    return make_model(config.model, env.obs_shape, env.n_actions, key=key, width=config.width, depth=config.depth,
+                      ticks=config.ticks, channels=config.channels)
 
 
 def _carry_over(params: EnvParams, fresh: EnvParams, level_idx: jax.Array) -> tuple[EnvParams, jax.Array]:
@@ -176,9 +190,33 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
             optax.adamw(lr_schedule, eps=1e-5, weight_decay=weight_decay),
         )
 
-    def policy_apply(params, static, obs):
+    recurrent = config.recurrent
+
+    def policy_apply(params, static, obs, hidden):
+        """Batched policy: ``(logits, value, next hidden)``; ``hidden`` is a placeholder for feed-forward models."""
         model = eqx.combine(params, static)
+        if recurrent:
+            ((logits, value), hidden), _ = jax.vmap(model.step)(obs, hidden)
+            return logits, value, hidden
         (logits, value), _ = jax.vmap(model)(obs)
+        return logits, value, hidden
+
+    def initial_hidden(static_model_params, n):
+        if not recurrent:
+            return jnp.zeros((n, 1), jnp.float32)
+        return jnp.zeros((n, *static_model_params.initial_carry().shape), jnp.float32)
+
+    def replay(params, static, traj, hidden0):
+        """Re-run a recurrent policy over a stored rollout ``[T, B]`` from ``hidden0``, resetting at episode
+        starts (backpropagation through the rollout)."""
+
+        def f(h, x):
+            obs, start = x
+            h = jnp.where(start.reshape((-1,) + (1,) * (h.ndim - 1)), 0.0, h)
+            logits, value, h = policy_apply(params, static, obs, h)
+            return h, (logits, value)
+
+        _, (logits, value) = jax.lax.scan(f, hidden0, (traj.obs, traj.start))
         return logits, value
 
     def train(key: jax.Array, dials: dict | None = None):
@@ -202,32 +240,37 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
             env_params, _ = task.sample_params(jax.random.key(config.level_seed), dist, config.n_levels)
         obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_env, n_env), env_params)
         ep_return = jnp.zeros((n_env,), jnp.float32)
+        hidden = initial_hidden(model, n_env)
+        starts = jnp.ones((n_env,), jnp.bool_)
 
         def update(carry, upd_idx):
-            params, opt_state, env_params, state, obs, ep_return, key = carry
+            params, opt_state, env_params, state, obs, ep_return, hidden, starts, key = carry
             key, k_pool, k_roll, k_perm = jax.random.split(key, 4)
             if unlimited:
                 fresh, _ = task.sample_params(k_pool, dist, config.pool_size)
                 env_params, new_idx = _carry_over(env_params, fresh, state.level)
                 state = state._replace(level=new_idx)
 
+            hidden0 = hidden
+
             def env_step(c, k):
-                state, obs, ep_return = c
+                state, obs, ep_return, hidden, start = c
                 k_act, k_step = jax.random.split(k)
-                logits, value = policy_apply(params, static, obs)
+                logits, value, hidden_next = policy_apply(params, static, obs, hidden)
                 action = jax.random.categorical(k_act, logits)
                 log_prob = jax.nn.log_softmax(logits)[jnp.arange(n_env), action]
                 obs2, state2, reward, done, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
                     jax.random.split(k_step, n_env), state, action, env_params
                 )
                 ep_ret = ep_return + reward
-                tr = Transition(obs, action, log_prob, value, reward, done, info["success"])
-                return (state2, obs2, jnp.where(done, 0.0, ep_ret)), (tr, ep_ret, state.t + 1)
+                tr = Transition(obs, action, log_prob, value, reward, done, info["success"], start)
+                hidden_next = jnp.where(done.reshape((-1,) + (1,) * (hidden.ndim - 1)), 0.0, hidden_next)
+                return (state2, obs2, jnp.where(done, 0.0, ep_ret), hidden_next, done), (tr, ep_ret, state.t + 1)
 
-            (state, obs, ep_return), (traj, ep_rets, ep_lens) = jax.lax.scan(
-                env_step, (state, obs, ep_return), jax.random.split(k_roll, n_steps)
+            (state, obs, ep_return, hidden, starts), (traj, ep_rets, ep_lens) = jax.lax.scan(
+                env_step, (state, obs, ep_return, hidden, starts), jax.random.split(k_roll, n_steps)
             )
-            _, last_value = policy_apply(params, static, obs)
+            _, last_value, _ = policy_apply(params, static, obs, hidden)
 
             def gae_step(c, tr):
                 gae, next_value = c
@@ -239,8 +282,14 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
             _, adv = jax.lax.scan(gae_step, (jnp.zeros_like(last_value), last_value), traj, reverse=True)
             targets = adv + traj.value
 
-            def loss_fn(p, tr, adv, tgt):
-                logits, value = policy_apply(p, static, tr.obs)
+            def loss_fn(p, tr, adv, tgt, hidden0=None):
+                if recurrent:  # tr: [T, envs]; replay the rollout, then score every step like a flat batch
+                    logits, value = replay(p, static, tr, hidden0)
+                    flatten = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+                    logits, value = flatten(logits), flatten(value)
+                    tr, adv, tgt = jax.tree_util.tree_map(flatten, (tr, adv, tgt))
+                else:
+                    logits, value, _ = policy_apply(p, static, tr.obs, None)
                 logp_all = jax.nn.log_softmax(logits)
                 logp = jnp.take_along_axis(logp_all, tr.action[:, None], axis=1)[:, 0]
                 ratio = jnp.exp(logp - tr.log_prob)
@@ -256,10 +305,15 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
 
             def epoch(c, k):
                 params, opt_state = c
-                perm = jax.random.permutation(k, batch)
-                mbs = jax.tree_util.tree_map(
-                    lambda x: x[perm].reshape((config.num_minibatches, mb_size) + x.shape[1:]), flat
-                )
+                if recurrent:  # minibatches are sets of whole env sequences
+                    perm = jax.random.permutation(k, n_env).reshape(config.num_minibatches, -1)
+                    mbs = (jax.tree_util.tree_map(lambda x: jnp.moveaxis(x[:, perm], 1, 0), (traj, adv, targets))
+                           + (hidden0[perm],))
+                else:
+                    perm = jax.random.permutation(k, batch)
+                    mbs = jax.tree_util.tree_map(
+                        lambda x: x[perm].reshape((config.num_minibatches, mb_size) + x.shape[1:]), flat
+                    )
 
                 def minibatch(c, mb):
                     params, opt_state = c
@@ -291,9 +345,9 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
             }
             if progress is not None:
                 jax.debug.callback(lambda i: progress(int(np.max(i)) + 1), upd_idx)
-            return (params, opt_state, env_params, state, obs, ep_return, key), metrics
+            return (params, opt_state, env_params, state, obs, ep_return, hidden, starts, key), metrics
 
-        carry = (params, opt_state, env_params, state, obs, ep_return, k_loop)
+        carry = (params, opt_state, env_params, state, obs, ep_return, hidden, starts, k_loop)
         carry, metrics = jax.lax.scan(update, carry, jnp.arange(n_updates))
         return eqx.combine(carry[0], static), metrics
 

@@ -157,3 +157,28 @@ def bits_histogram(level_bits: list[dict], path: Path) -> Path:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def compute_scaling_figure(cs, path: Path | None = None):
+    """Exact accuracy versus ticks, one line per maze size with its 95% Wilson band; the training ticks and
+    size are marked. Returns the figure (saved and closed when ``path`` is given)."""
+    from mesalab.diagnostics.stats import wilson_interval
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    n = cs.solved.shape[1]
+    for k, size in enumerate(cs.sizes):
+        acc = cs.accuracy[k]
+        band = np.array([wilson_interval(int(round(a * n)), n) for a in acc])
+        label = f"{size}×{size}" + (" (training size)" if int(size) == cs.trained_size else "")
+        line, = ax.plot(cs.ticks, acc, label=label)
+        ax.fill_between(cs.ticks, band[:, 0], band[:, 1], color=line.get_color(), alpha=0.2)
+    ax.axvline(cs.trained_ticks, color="grey", ls="--", lw=1, label=f"training ticks ({cs.trained_ticks})")
+    ax.set_xlabel("ticks (iterations of thought at test time)")
+    ax.set_ylabel(f"exact path accuracy ({n} mazes)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xscale("log")
+    ax.legend(fontsize=8, loc="lower right")
+    if path is None:
+        fig.tight_layout()
+        return fig
+    return _save(fig, path)

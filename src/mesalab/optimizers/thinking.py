@@ -1,0 +1,221 @@
+"""Supervised SGD of a recurrent "thinking" network on ``maze-path`` (Bansal et al. 2022 style), under the
+``make_train(config) -> train(key) -> (model, metrics)`` contract.
+
+Every step draws a fresh batch of ``size``×``size`` mazes (unlimited data) and minimises the per-cell binary
+cross-entropy of the path mask read out after ``ticks`` ticks. *Progressive training* (the incremental-progress
+loss of Bansal et al., in a single-chain form): with probability ``progressive`` a step first runs a random
+number n ∈ [1, ticks] of ticks without gradient and then trains the next ``ticks`` ticks from that detached
+state, so the network must make progress from any of its own intermediate states rather than memorise a
+fixed-length schedule. This is what lets it keep improving when given more ticks than it was trained with.
+
+Speed on CPU: gradients of convolutions inside ``lax.scan`` are several times slower on XLA:CPU than unrolled
+(design.md), so the trained ticks are unrolled in the step and the steps run in a Python loop over one jitted
+step function. ``train`` accepts one key or a stack of keys (seeds are a ``vmap`` axis inside the step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mesalab.diagnostics.compute_scaling import solved_per_tick
+from mesalab.errors import ConfigError, TrainingDivergedError
+from mesalab.models.thinking import RecallThinker
+from mesalab.optimizers.config import config_from_dict
+from mesalab.tasks import maze_path
+
+
+@dataclass(frozen=True)
+class ThinkingConfig:
+    """Everything that defines a maze-path training run (with the seed, it determines the numbers).
+
+    Attributes:
+        size: side of the training mazes (odd, walls included: 9 means 4×4 rooms).
+        width, blocks, pointwise, head_width: the network's channels, residual 3x3 blocks and residual 1x1
+            layers per tick, and head channels (``blocks=0``: one 3x3 convolution per tick, cellular-automaton-like).
+        ticks: iterations of thought per training example (the compute dial at training time).
+        progressive: probability that a step trains from a detached intermediate state (0 = plain recall).
+        steps, batch: SGD steps and mazes per step. lr: peak Adam learning rate (warm-up, then cosine decay).
+        warmup: linear warm-up steps. max_grad_norm: global gradient-norm clip. weight_decay: AdamW decay.
+        eval_every: steps between the training-curve evaluations (exact accuracy on fresh training-size mazes).
+    """
+
+    size: int = 9
+    width: int = 32
+    blocks: int = 2
+    pointwise: int = 0
+    head_width: int = 16
+    ticks: int = 20
+    progressive: float = 0.5
+    steps: int = 2000
+    batch: int = 32
+    lr: float = 2e-3
+    warmup: int = 100
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    eval_every: int = 100
+
+    def validate(self) -> "ThinkingConfig":
+        maze_path.check_size(self.size)
+        for f in ("width", "head_width", "ticks", "steps", "batch", "eval_every"):
+            if int(getattr(self, f)) < 1:
+                raise ConfigError(f"{f} must be at least 1, got {getattr(self, f)!r}")
+        for f in ("blocks", "pointwise"):
+            if int(getattr(self, f)) < 0:
+                raise ConfigError(f"{f} must be >= 0, got {getattr(self, f)!r}")
+        if not 0.0 <= self.progressive <= 1.0:
+            raise ConfigError(f"progressive must be a probability in [0, 1], got {self.progressive!r}")
+        if not 0 < self.lr < 1:
+            raise ConfigError(f"lr must be in (0, 1), got {self.lr!r}")
+        for f in ("warmup", "max_grad_norm", "weight_decay"):
+            if getattr(self, f) < 0:
+                raise ConfigError(f"{f} must be >= 0, got {getattr(self, f)!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ThinkingConfig":
+        return config_from_dict(cls, d, "maze-path")
+
+
+def init_model(config: ThinkingConfig, key: jax.Array) -> RecallThinker:
+    return RecallThinker(maze_path.N_CHANNELS, config.width, config.blocks, config.head_width, config.ticks,
+                         config.pointwise, key=key)
+
+
+def path_loss(logits: jax.Array, path: jax.Array) -> jax.Array:
+    """Mean per-cell binary cross-entropy of path logits ``[B, S, S]`` against the mask."""
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, path.astype(jnp.float32)))
+
+
+def _run_ticks(model: RecallThinker, h: jax.Array, image: jax.Array, n: int) -> jax.Array:
+    """``n`` ticks unrolled (fast gradients on CPU), batched over the leading axis."""
+    for _ in range(n):
+        h = jax.vmap(model.tick)(h, image)
+    return h
+
+
+def _optimizer(config: ThinkingConfig):
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.lr, max(config.warmup, 1),
+                                                  max(config.steps, config.warmup + 1), config.lr * 0.01)
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                       optax.adamw(schedule, weight_decay=config.weight_decay))
+
+
+def make_step(config: ThinkingConfig, static):
+    """The jitted SGD step for one seed: ``(params, opt_state, key) -> (params, opt_state, loss)``."""
+    opt = _optimizer(config)
+
+    def loss_fn(params, key):
+        model = eqx.combine(params, static)
+        k_data, k_prog, k_n = jax.random.split(key, 3)
+        batch = maze_path.sample_batch(k_data, config.batch, config.size)
+        h0 = jax.vmap(model.initial_state)(batch.image)
+        n = jnp.where(jax.random.uniform(k_prog) < config.progressive,
+                      jax.random.randint(k_n, (), 1, config.ticks + 1), 0)
+        frozen = eqx.combine(jax.lax.stop_gradient(params), static)  # the warm-up ticks carry no gradient
+        h = jax.lax.fori_loop(0, n, lambda _, h: jax.vmap(frozen.tick)(h, batch.image), jax.lax.stop_gradient(h0))
+        h = jnp.where(n > 0, h, h0)
+        h = _run_ticks(model, h, batch.image, config.ticks)
+        return path_loss(jax.vmap(model.readout)(h), batch.path)
+
+    def step(params, opt_state, key):
+        loss, grads = jax.value_and_grad(loss_fn)(params, key)
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = opt.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+        return params, opt_state, loss
+
+    return step, opt
+
+
+def make_train(config: ThinkingConfig, progress: Callable[[int, int], None] | None = None):
+    """``train(key) -> (model, metrics)``; ``key`` may be a stack of keys ``[n, 2]`` (seeds vmapped in the step).
+
+    ``metrics``: ``loss`` per step, ``eval_step`` and ``train_accuracy`` (exact accuracy at ``ticks`` on 256
+    fresh training-size mazes, every ``eval_every`` steps), and ``wall_s``. ``progress(done, total)`` is called
+    after each step when given. A non-finite loss raises ``TrainingDivergedError`` with the step.
+    """
+    config = config.validate()
+
+    def train(key):
+        key = jnp.asarray(key)
+        many = key.ndim == 2
+        keys = key if many else key[None]
+        k_init = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+        models = jax.vmap(lambda k: init_model(config, k))(k_init)
+        params, static = eqx.partition(models, eqx.is_array)
+        step, opt = make_step(config, static)
+        with jax.numpy_dtype_promotion("standard"):
+            opt_state = jax.vmap(opt.init)(params)
+        vstep = jax.jit(jax.vmap(step), donate_argnums=(0, 1))
+        eval_key = jax.random.PRNGKey(2**31 - 1)  # fixed probe mazes, same for every seed and step
+        probe = maze_path.sample_batch(eval_key, 256, config.size)
+        evaluate = jax.jit(jax.vmap(
+            lambda p: jnp.mean(solved_per_tick(eqx.combine(p, static), probe, config.ticks)[:, -1].astype(jnp.float32))))
+        losses, evals, eval_steps = [], [], []
+        t0 = time.perf_counter()
+        for i in range(config.steps):
+            step_keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, 1), i))(keys)
+            params, opt_state, loss = vstep(params, opt_state, step_keys)
+            losses.append(loss)
+            if (i + 1) % config.eval_every == 0 or i + 1 == config.steps:
+                if not bool(jnp.all(jnp.isfinite(loss))):
+                    raise TrainingDivergedError(
+                        f"maze-path training diverged (non-finite loss) by step {i + 1}; lower lr (now {config.lr})"
+                        f" or max_grad_norm")
+                evals.append(evaluate(params))
+                eval_steps.append(i + 1)
+            if progress is not None:
+                progress(i + 1, config.steps)
+        metrics = {
+            "loss": np.stack([np.asarray(x) for x in losses], axis=-1),
+            "eval_step": np.asarray(eval_steps),
+            "train_accuracy": np.stack([np.asarray(x) for x in evals], axis=-1),
+            "wall_s": time.perf_counter() - t0,
+        }
+        model = eqx.combine(params, static)
+        if not many:
+            model = jax.tree_util.tree_map(lambda x: x[0], model)
+            metrics = {k: (v[0] if isinstance(v, np.ndarray) and v.ndim and k != "eval_step" else v)
+                       for k, v in metrics.items()}
+        return model, metrics
+
+    return train
+
+
+def save_model(path: str, model: RecallThinker, config: ThinkingConfig) -> None:
+    """Write the weights atomically (``path``) and the config beside them (``path`` + ``.json``)."""
+    import json
+    import os
+
+    eqx.tree_serialise_leaves(path + ".partial", model)
+    with open(path + ".json.partial", "w") as f:
+        json.dump(config.to_dict(), f, indent=1)
+    os.replace(path + ".json.partial", path + ".json")
+    os.replace(path + ".partial", path)
+
+
+def load_model(path: str, config: ThinkingConfig | None = None) -> RecallThinker:
+    """Read a model saved by ``save_model`` (its config from ``path.json`` unless given)."""
+    import json
+
+    from mesalab.errors import CorruptRunError
+
+    try:
+        if config is None:
+            with open(path + ".json") as f:
+                config = ThinkingConfig.from_dict(json.load(f))
+        return eqx.tree_deserialise_leaves(path, init_model(config, jax.random.PRNGKey(0)))
+    except (OSError, ValueError, RuntimeError) as err:
+        raise CorruptRunError(f"cannot read maze-path model {path} ({err}); retrain it or pass the right config")
