@@ -272,7 +272,8 @@ def diagnose(
 
 @app.command()
 def sweep(
-    preset: str = typer.Argument(..., help="pseudo-alignment-alpha | diversity | capacity | simplicity | toy-model"),
+    preset: str = typer.Argument(..., help="pseudo-alignment-alpha | diversity | capacity | simplicity | statefulness | "
+                                 "time-penalty | extrapolation | toy-model"),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="seeds per dial value (default: the preset's, 5)"),
     backend: str = typer.Option("local", "--backend", help="local (pinned worker processes) or ray"),
     out: Optional[Path] = typer.Option(None, "--out", help="sweep folder (default sweeps/PRESET); re-running resumes it"),
@@ -283,10 +284,13 @@ def sweep(
     episodes: Optional[int] = typer.Option(None, "--episodes", help="override the evaluation levels per split and cell"),
     irl_levels: Optional[int] = typer.Option(None, "--irl-levels", help="override the levels used for goal-directedness (0 skips it)"),
     compare: Optional[Path] = typer.Option(None, "--compare", help="toy-model only: a diversity sweep folder to set beside the model"),
+    sizes: str = typer.Option("9,13,21,33,45", "--sizes", help="extrapolation only: maze sizes to test"),
+    max_ticks: int = typer.Option(400, "--max-ticks", help="extrapolation only: test every tick count up to this"),
+    mazes: int = typer.Option(200, "--mazes", help="extrapolation only: unseen mazes per size"),
 ) -> None:
     """Run a preset experiment (a grid of dial values x seeds), commit each finished batch, test the
     hypothesis for a trend along the dial and write the sweep report. Re-running the same command resumes."""
-    from mesalab.experiments.presets import TOY_MODEL, get_preset
+    from mesalab.experiments.presets import EXTRAPOLATION, TOY_MODEL, get_preset
 
     if preset == TOY_MODEL:
         from mesalab.experiments.toy_model import run_toy_model
@@ -294,6 +298,9 @@ def sweep(
         if compare is not None and not compare.is_dir():
             raise ConfigError(f"--compare {compare} is not a folder; pass a diversity sweep folder")
         print_report_sentences(run_toy_model(out, compare) / "report.html", r"<li[^>]*>([^<]*)</li>")
+        return
+    if preset == EXTRAPOLATION:
+        _sweep_extrapolation(out, 1 if seeds is None else seeds, steps, config, sizes, max_ticks, mazes)
         return
     p = get_preset(preset)
     n_seeds = p.default_seeds if seeds is None else seeds
@@ -329,6 +336,29 @@ def sweep(
         sweep_dir = run_sweep(preset, list(range(n_seeds)), out, backend, workers, address, overrides, eval_overrides,
                               on_plan=on_plan, on_progress=lambda n: progress.update(bar, completed=n))
     print_sweep_summary(sweep_dir)
+
+
+def _sweep_extrapolation(out, n_seeds: int, steps, config, sizes: str, max_ticks: int, mazes: int) -> None:
+    from mesalab.experiments.extrapolation import run_extrapolation
+
+    if n_seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {n_seeds}")
+    overrides = _read_config_file(config, "maze-path")
+    if steps is not None:
+        overrides["steps"] = steps
+    try:
+        size_list = [int(x) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--sizes must be comma-separated odd integers, e.g. 9,13,33; got {sizes!r}") from None
+    console.print(f"[bold]mesalab sweep extrapolation[/]: {n_seeds} seed(s), test sizes {size_list}, up to "
+                  f"{max_ticks} ticks, {mazes} mazes per size")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console) as progress:
+        bar = progress.add_task("compiling", total=1)
+        out_dir = run_extrapolation(out, list(range(n_seeds)), overrides, size_list, max_ticks, mazes,
+                                    on_progress=lambda what, i, n: progress.update(bar, description=what,
+                                                                                   completed=i, total=n))
+    print_report_sentences(out_dir / "report.html", r"<li[^>]*>([^<]*)</li>")
 
 
 def print_sweep_summary(sweep_dir: Path) -> None:
@@ -367,7 +397,10 @@ def report(run_dir: Path = typer.Argument(..., help="a run or sweep folder writt
         from mesalab.experiments.sweep import load_sweep_config
         from mesalab.report.sweep import build_sweep_report, build_toy_report
 
-        build = build_toy_report if load_sweep_config(run_dir).get("kind") == "toy-model" else build_sweep_report
+        from mesalab.report.thinking import build_extrapolation_report
+
+        build = {"toy-model": build_toy_report, "extrapolation": build_extrapolation_report}.get(
+            load_sweep_config(run_dir).get("kind"), build_sweep_report)
         console.print(f"Report: {build(run_dir)}")
         return
     if load_run_config(run_dir).get("kind") == "icl":

@@ -224,6 +224,7 @@ def diagnose_run(run_dir: Path, irl_levels: int | None = None, bootstrap: int = 
 
 def result_rows(config, meta: dict, results: list[SeedResult], eval_settings: EvalSettings) -> dict[str, list[tuple]]:
     from mesalab.diagnostics import classify, evaluation_levels, summarise
+    from mesalab.diagnostics.stats import wilson_interval
     from mesalab.diagnostics.shift import outcome_names
     from mesalab.tasks import get_task
 
@@ -232,10 +233,12 @@ def result_rows(config, meta: dict, results: list[SeedResult], eval_settings: Ev
     names = outcome_names(task)
     rows: dict[str, list[tuple]] = {k: [] for k in
                                     ["runs", "training_curves", "evaluations", "outcomes", "competence", "verdicts",
-                                     "levels", "trajectories"]}
+                                     "levels", "trajectories", "compute_scaling"]}
     rows.update(objective_rows({r.seed: r.profiles for r in results}))
     for r in results:
         rows["runs"].append((r.seed, config.task, dumps(config.to_dict()), dumps(meta["versions"]), meta["created"]))
+        for k, (hits, n) in sorted(r.success_by_ticks.items()):
+            rows["compute_scaling"].append((r.seed, k, config.ticks, hits, n, hits / n, *wilson_interval(hits, n)))
         steps = r.metrics["env_steps"]
         for name, values in r.metrics.items():
             if name == "env_steps":

@@ -13,7 +13,7 @@ import functools
 import multiprocessing as mp
 import os
 import queue as queue_mod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -39,6 +39,7 @@ class SeedResult:
     metrics: dict  # name -> np.ndarray[num_updates]
     episodes: dict  # split -> Episodes (numpy)
     profiles: dict  # split -> ObjectiveProfile (empty when irl_levels == 0)
+    success_by_ticks: dict = field(default_factory=dict)  # recurrent: ticks -> (successes, episodes) on test
 
 
 def train_and_evaluate_group(config_dict: dict, seeds: list[int], eval_settings: EvalSettings,
@@ -60,6 +61,10 @@ def train_and_evaluate_group(config_dict: dict, seeds: list[int], eval_settings:
 
     pools = evaluation_pools(task, eval_settings)
     episodes = evaluate_models(task, models, keys, pools, eval_settings.greedy)
+    by_ticks = {}
+    if config.recurrent:
+        by_ticks = episodes_by_ticks(task, models, keys, pools["test"], eval_settings.greedy,
+                                     test_ticks_for(config.ticks), config.ticks, episodes["test"])
 
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(models, eqx.is_array))]
     out = []
@@ -73,6 +78,7 @@ def train_and_evaluate_group(config_dict: dict, seeds: list[int], eval_settings:
                 metrics={k: v[i] for k, v in metrics.items()},
                 episodes=seed_episodes,
                 profiles=profile_seed(task, model, seed_episodes, pools, eval_settings),
+                success_by_ticks={k: success_count(task, split_seed(e, i)) for k, e in by_ticks.items()},
             )
         )
     return out
@@ -112,6 +118,36 @@ def _evaluator(task, greedy: bool, ticks: int | None = None):
                                in_axes=(eqx.if_array(0), 0, None))(models, keys, params)
 
     return run
+
+
+RECURRENT_TEST_TICKS = (1, 2, 4, 8, 16)  # a recurrent model is also tested at these ticks per step
+
+
+def test_ticks_for(trained_ticks: int, extra=RECURRENT_TEST_TICKS) -> list[int]:
+    """The tick counts a recurrent model is tested at: ``extra``, its training ticks and twice them."""
+    return sorted(set(extra) | {trained_ticks, 2 * trained_ticks})
+
+
+def episodes_by_ticks(task, models, keys, pool, greedy: bool, ticks: list[int], trained_ticks: int,
+                      trained_episodes=None) -> dict:
+    """``ticks -> Episodes`` of a stack of recurrent models on one pool at each number of ticks per step (the
+    same levels and episode keys at every count, so the comparison is paired); the episodes already played at
+    the training ticks are reused when given."""
+    out = {}
+    for k in ticks:
+        if k == trained_ticks and trained_episodes is not None:
+            out[k] = trained_episodes
+        else:
+            out[k] = evaluate_models(task, models, keys, {"test": pool}, greedy, ticks=k)["test"]
+    return out
+
+
+def success_count(task, episodes) -> tuple[int, int]:
+    """(episodes that reached a base-objective target, episodes) of one model."""
+    from mesalab.diagnostics import summarise
+
+    s = summarise(task, episodes, "test")
+    return int(round(s.objectives[0].reach_rate * s.n_episodes)), int(s.n_episodes)
 
 
 def split_seed(tree, i: int):

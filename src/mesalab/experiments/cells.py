@@ -51,7 +51,8 @@ def run_batch(batch: Batch, plan: EvalPlan, progress: Callable[[int], None] | No
     import jax.numpy as jnp
 
     from mesalab.optimizers import PPOConfig, check_finite
-    from mesalab.runner import EvalSettings, evaluate_models, evaluation_pools, split_seed
+    from mesalab.runner import (EvalSettings, episodes_by_ticks, evaluate_models, evaluation_pools, split_seed,
+                                success_count, test_ticks_for)
     from mesalab.tasks import get_task
 
     t0 = time.time()
@@ -72,12 +73,10 @@ def run_batch(batch: Batch, plan: EvalPlan, progress: Callable[[int], None] | No
                             bootstrap=plan.bootstrap)
     pools = evaluation_pools(task, settings)
     episodes = evaluate_models(task, models, keys, pools, settings.greedy)
-    more_ticks = {}  # recurrent cells: the test split again at other numbers of ticks per step (same levels and keys)
+    by_ticks = {}  # recurrent cells: the test split at other numbers of ticks per step (same levels and keys)
     if config.recurrent:
-        for k in sorted(set(plan.test_ticks) | {2 * config.ticks}):
-            if k != config.ticks:
-                more_ticks[k] = evaluate_models(task, models, keys, {"test": pools["test"]}, settings.greedy,
-                                                ticks=k)["test"]
+        by_ticks = episodes_by_ticks(task, models, keys, pools["test"], settings.greedy,
+                                     test_ticks_for(config.ticks, plan.test_ticks), config.ticks, episodes["test"])
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(models, eqx.is_array))]
     out = []
     for i, cell in enumerate(batch.cells):
@@ -85,8 +84,8 @@ def run_batch(batch: Batch, plan: EvalPlan, progress: Callable[[int], None] | No
         cell_eps = split_seed(episodes, i)
         values = measure_cell(task, model, cell_eps, pools, settings)
         if config.recurrent:
-            values.update(compute_scaling_metrics(task, config.ticks, cell_eps["test"],
-                                                  {k: split_seed(e, i) for k, e in more_ticks.items()}))
+            values.update(compute_scaling_metrics(config.ticks, {k: success_count(task, split_seed(e, i))
+                                                                 for k, e in by_ticks.items()}))
         success = metrics["success_rate"][i]
         tail = success[int(0.9 * len(success)):]
         values["train_curve/success_final"] = float(np.nanmean(tail)) if np.isfinite(tail).any() else float("nan")
@@ -157,16 +156,13 @@ def measure_cell(task, model, episodes: dict, pools: dict, settings) -> dict[str
     return values
 
 
-def compute_scaling_metrics(task, trained_ticks: int, test_episodes, by_ticks: dict) -> dict[str, float]:
-    """``test/success@ticks=k`` for every evaluated k (the training ticks included), and
-    ``test/compute_gain_2x``: success at twice the training ticks minus success at the training ticks (paired:
-    the same unseen levels and episode keys)."""
-    from mesalab.diagnostics import summarise
-
-    success = {k: summarise(task, ep, "test").objectives[0].reach_rate for k, ep in by_ticks.items()}
-    success[trained_ticks] = summarise(task, test_episodes, "test").objectives[0].reach_rate
-    values = {f"test/success@ticks={k}": float(v) for k, v in sorted(success.items())}
-    values["test/compute_gain_2x"] = float(success[2 * trained_ticks] - success[trained_ticks])
+def compute_scaling_metrics(trained_ticks: int, success_by_ticks: dict) -> dict[str, float]:
+    """``test/success@ticks=k`` for every evaluated k, and ``test/compute_gain_2x``: success at twice the training
+    ticks minus success at the training ticks (paired: the same unseen levels and episode keys).
+    ``success_by_ticks``: ticks -> (successes, episodes)."""
+    rate = {k: s / n for k, (s, n) in success_by_ticks.items()}
+    values = {f"test/success@ticks={k}": float(v) for k, v in sorted(rate.items())}
+    values["test/compute_gain_2x"] = float(rate[2 * trained_ticks] - rate[trained_ticks])
     return values
 
 

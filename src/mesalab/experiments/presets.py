@@ -221,10 +221,11 @@ _register(Preset(
 ))
 
 TOY_MODEL = "toy-model"  # analytic, no training: see mesalab.experiments.toy_model
+EXTRAPOLATION = "extrapolation"  # supervised maze-path, not PPO cells: see mesalab.experiments.extrapolation
 
 
 def preset_names() -> list[str]:
-    return [*PRESETS, TOY_MODEL]
+    return [*PRESETS, EXTRAPOLATION, TOY_MODEL]
 
 
 def get_preset(name: str) -> Preset:
@@ -233,6 +234,9 @@ def get_preset(name: str) -> Preset:
     except KeyError:
         if name == TOY_MODEL:
             raise ConfigError("toy-model is analytic (no cells); run it with `mesalab sweep toy-model`") from None
+        if name == EXTRAPOLATION:
+            raise ConfigError("extrapolation trains maze-path networks, not PPO cells; run it with "
+                              "`mesalab sweep extrapolation`") from None
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())}") from None
 
 

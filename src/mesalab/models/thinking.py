@@ -63,7 +63,7 @@ class RecallThinker(eqx.Module):
         """One iteration of thought: the new hidden state from the old one and the (recalled) input."""
         h = jax.nn.relu(conv3x3(jnp.concatenate([h, image], axis=-1), *self.recall))
         for w, b in self.pointwise:
-            h = jax.nn.relu(h + h @ w + b)
+            h = jax.nn.relu(h + h @ w + b[None, None, :])
         for w1, b1, w2, b2 in self.blocks:
             h = jax.nn.relu(h + conv3x3(jax.nn.relu(conv3x3(h, w1, b1)), w2, b2))
         return h

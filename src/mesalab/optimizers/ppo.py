@@ -162,6 +162,25 @@ def _carry_over(params: EnvParams, fresh: EnvParams, level_idx: jax.Array) -> tu
     return pool, jnp.arange(n, dtype=jnp.int32)
 
 
+def reset_where(start: jax.Array, hidden: jax.Array) -> jax.Array:
+    """The hidden states ``[B, ...]`` with rows where ``start`` is true set to the initial carry (zeros)."""
+    return jnp.where(start.reshape((-1,) + (1,) * (hidden.ndim - 1)), 0.0, hidden)
+
+
+def replay_recurrent(model, obs: jax.Array, start: jax.Array, hidden0: jax.Array):
+    """``(logits[T, B, A], values[T, B])`` of a recurrent model re-run over stored sequences ``obs[T, B, ...]`` from
+    ``hidden0[B, ...]``, its hidden state reset to the initial carry before every step where ``start[T, B]`` is true
+    (an episode start). This is the forward pass that recurrent PPO backpropagates through."""
+
+    def f(h, x):
+        o, st = x
+        ((logits, value), h), _ = jax.vmap(model.step)(o, reset_where(st, h))
+        return h, (logits, value)
+
+    _, (logits, values) = jax.lax.scan(f, hidden0, (obs, start))
+    return logits, values
+
+
 def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None):
     """Return ``train(key, dials=None) -> (model, metrics)``; ``metrics`` holds one entry per update.
 
@@ -207,17 +226,7 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
         return jnp.zeros((n, *static_model_params.initial_carry().shape), jnp.float32)
 
     def replay(params, static, traj, hidden0):
-        """Re-run a recurrent policy over a stored rollout ``[T, B]`` from ``hidden0``, resetting at episode
-        starts (backpropagation through the rollout)."""
-
-        def f(h, x):
-            obs, start = x
-            h = jnp.where(start.reshape((-1,) + (1,) * (h.ndim - 1)), 0.0, h)
-            logits, value, h = policy_apply(params, static, obs, h)
-            return h, (logits, value)
-
-        _, (logits, value) = jax.lax.scan(f, hidden0, (traj.obs, traj.start))
-        return logits, value
+        return replay_recurrent(eqx.combine(params, static), traj.obs, traj.start, hidden0)
 
     def train(key: jax.Array, dials: dict | None = None):
         dials = dict(dials or {})
@@ -264,7 +273,7 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
                 )
                 ep_ret = ep_return + reward
                 tr = Transition(obs, action, log_prob, value, reward, done, info["success"], start)
-                hidden_next = jnp.where(done.reshape((-1,) + (1,) * (hidden.ndim - 1)), 0.0, hidden_next)
+                hidden_next = reset_where(done, hidden_next)
                 return (state2, obs2, jnp.where(done, 0.0, ep_ret), hidden_next, done), (tr, ep_ret, state.t + 1)
 
             (state, obs, ep_return, hidden, starts), (traj, ep_rets, ep_lens) = jax.lax.scan(

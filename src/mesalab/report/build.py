@@ -43,6 +43,7 @@ def build_report(run_dir: Path) -> Path:
             }
             if not objectives["summary"]:
                 objectives = None
+        scaling = query(con, "SELECT * FROM compute_scaling ORDER BY seed, ticks") if has_table(con, "compute_scaling") else []
     finally:
         con.close()
 
@@ -74,6 +75,14 @@ def build_report(run_dir: Path) -> Path:
              "dashed lines: the oracle-optimal agent (the ceiling).",
              F.bits_histogram(objectives["level_bits"], fig_dir / "optimization_power.png")),
         ]
+    compute_section = None
+    if scaling:
+        figs.append(("Test-time compute scaling", "Success on the test distribution (reaching a base-objective target) "
+                     "against the recurrent policy's internal ticks per environment step, on the same levels and "
+                     "episode keys at every tick count; thin lines: seeds, thick line: mean over seeds with its 95% "
+                     "bootstrap interval; dashed: the training ticks.",
+                     F.success_by_ticks(scaling, fig_dir / "compute_scaling.png")))
+        compute_section = F.compute_gain_sentence(scaling)
     figures = inline_figures(figs)
     objective_section = _objective_section(objectives) if objectives is not None else None
 
@@ -108,6 +117,7 @@ def build_report(run_dir: Path) -> Path:
         seed_rows=seed_rows,
         figures=figures,
         objectives=objective_section,
+        compute_scaling=compute_section,
         evaluations=evaluations,
         config_json=json.dumps({"ppo": meta["ppo"], "seeds": meta["seeds"], "eval": meta["eval"]}, indent=2),
         versions_json=json.dumps(meta.get("versions", {}), indent=2),

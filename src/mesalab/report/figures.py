@@ -182,3 +182,49 @@ def compute_scaling_figure(cs, path: Path | None = None):
         fig.tight_layout()
         return fig
     return _save(fig, path)
+
+
+def success_by_ticks(rows: list[dict], path: Path) -> Path:
+    """Test success against ticks per step: one thin line per seed, the mean over seeds with a bootstrap band."""
+    from mesalab.diagnostics.stats import bootstrap_mean_ci
+
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    seeds = sorted({r["seed"] for r in rows})
+    ticks = sorted({r["ticks"] for r in rows})
+    rate = {(r["seed"], r["ticks"]): r["success_rate"] for r in rows}
+    for s in seeds:
+        ax.plot(ticks, [rate[(s, t)] for t in ticks], color="grey", lw=0.8, alpha=0.6)
+    band = np.array([bootstrap_mean_ci([rate[(s, t)] for s in seeds]) for t in ticks])
+    ax.fill_between(ticks, band[:, 1], band[:, 2], alpha=0.25, color="#1f77b4", linewidth=0)
+    ax.plot(ticks, band[:, 0], "o-", color="#1f77b4", lw=2, label=f"mean over {len(seeds)} seed(s)")
+    ax.axvline(rows[0]["trained_ticks"], color="black", ls="--", lw=1, label="training ticks")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xlabel("ticks per environment step at test time")
+    ax.set_ylabel("success on test levels")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def compute_gain_sentence(rows: list[dict]) -> str:
+    """The test-time compute gain in words: success at twice the training ticks minus at the training ticks,
+    mean over seeds with a 95% bootstrap interval (paired per seed)."""
+    from mesalab.diagnostics.stats import bootstrap_mean_ci
+
+    trained = rows[0]["trained_ticks"]
+    rate = {(r["seed"], r["ticks"]): r["success_rate"] for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    gains = [rate[(s, 2 * trained)] - rate[(s, trained)] for s in seeds]
+    mean, lo, hi = bootstrap_mean_ci(gains)
+    at_t = bootstrap_mean_ci([rate[(s, trained)] for s in seeds])
+    if lo > 0:
+        reading = "the agents do better when allowed to think longer than they were trained to"
+    elif hi < 0:
+        reading = "extra ticks hurt: the agents do worse when run longer than they were trained to"
+    else:
+        reading = "no gain from extra test-time compute can be told apart from zero"
+    return (f"Trained with {trained} tick(s) per step, the recurrent agents succeed on {at_t[0]:.2f} "
+            f"[{at_t[1]:.2f}, {at_t[2]:.2f}] of test levels; with {2 * trained} ticks the change is {mean:+.3f} "
+            f"[{lo:+.3f}, {hi:+.3f}] (mean over {len(seeds)} seed(s), 95% bootstrap interval): {reading}.")

@@ -24,12 +24,12 @@ TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>
 <p class="note"><b>Hypothesis tested.</b> {{ condition }}</p>
 {% if partial %}<p class="contradicted"><b>Partial sweep:</b> {{ n_cells }} of {{ n_expected }} cells have finished;
 re-run the same <code>mesalab sweep</code> command to train the rest (finished cells are kept).</p>{% endif %}
-<h2>Verdicts</h2>
+<h2>{{ findings_title|default("Verdicts") }}</h2>
 <ul>{% for v in verdicts %}<li class="{{ v.verdict }}">{{ v.sentence }}</li>{% endfor %}</ul>
-<p class="note">A verdict is <i>supported</i> when the Spearman rank correlation of the metric with the dial (over
+{% if n_perm %}<p class="note">A verdict is <i>supported</i> when the Spearman rank correlation of the metric with the dial (over
 every finished run, seeds as replicates) has the hypothesised sign with a two-sided permutation p-value below
 {{ level }} ({{ n_perm }} permutations), <i>contradicted</i> when it is significant the other way, and
-<i>inconclusive</i> otherwise. Intervals are 95% percentile-bootstrap intervals of the mean over seeds.</p>
+<i>inconclusive</i> otherwise. Intervals are 95% percentile-bootstrap intervals of the mean over seeds.</p>{% endif %}
 {{ extra|safe }}
 {% for f in figures %}<figure><img src="data:image/png;base64,{{ f.data }}" alt="{{ f.title }}"><figcaption><b>{{ f.title }}.</b> {{ f.caption }}</figcaption></figure>{% endfor %}
 <h2>Numbers</h2>

@@ -29,6 +29,8 @@ CREATE TABLE verdicts (seed INTEGER PRIMARY KEY, label VARCHAR, proxy VARCHAR, c
 CREATE TABLE levels (split VARCHAR, level INTEGER, height INTEGER, width INTEGER, channels INTEGER,
     grid BOOLEAN[], start_row INTEGER, start_col INTEGER);
 CREATE TABLE trajectories (seed INTEGER, split VARCHAR, level INTEGER, rows INTEGER[], cols INTEGER[], outcome VARCHAR);
+CREATE TABLE compute_scaling (seed INTEGER, ticks INTEGER, trained_ticks INTEGER, successes INTEGER,
+    n_episodes INTEGER, success_rate DOUBLE, ci_low DOUBLE, ci_high DOUBLE);
 """ + """
 CREATE TABLE irl_weights (seed INTEGER, split VARCHAR, feature VARCHAR, position INTEGER, weight DOUBLE,
     normalised DOUBLE, ci_low DOUBLE, ci_high DOUBLE);

@@ -1,0 +1,320 @@
+"""Learned search (issue 5): maze-path targets against an independent BFS, the recall network and its trainer,
+the compute-scaling statistics, recurrent policies (carry, ticks, reset at episode start), recurrent PPO, and
+the statefulness / time-penalty / extrapolation presets."""
+
+from collections import deque
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mesalab.errors import ConfigError
+
+
+def bfs_path(free: np.ndarray, start, goal) -> np.ndarray:
+    """Reference: the cells of a shortest start-goal path by textbook BFS with parent pointers."""
+    h, w = free.shape
+    parent = {tuple(start): None}
+    q = deque([tuple(start)])
+    while q:
+        c = q.popleft()
+        if c == tuple(goal):
+            break
+        for dr, dc in ((-1, 0), (0, 1), (1, 0), (0, -1)):
+            n = (c[0] + dr, c[1] + dc)
+            if 0 <= n[0] < h and 0 <= n[1] < w and free[n] and n not in parent:
+                parent[n] = c
+                q.append(n)
+    mask = np.zeros_like(free)
+    c = tuple(goal)
+    while c is not None:
+        mask[c] = True
+        c = parent[c]
+    return mask
+
+
+@pytest.mark.parametrize("size", [9, 13, 21])
+def test_maze_path_targets_equal_textbook_bfs_paths(size):
+    from mesalab.tasks.maze_path import sample_batch
+
+    batch = sample_batch(jax.random.PRNGKey(size), 16, size)
+    image, path = np.asarray(batch.image), np.asarray(batch.path)
+    assert image.shape == (16, size, size, 3) and path.shape == (16, size, size)
+    for i in range(16):
+        free = image[i, ..., 0] > 0
+        start = np.argwhere(image[i, ..., 1] > 0)[0]
+        goal = np.argwhere(image[i, ..., 2] > 0)[0]
+        assert not np.array_equal(start, goal) and free[tuple(start)] and free[tuple(goal)]
+        np.testing.assert_array_equal(path[i], bfs_path(free, start, goal))
+        # a perfect maze: free cells form a tree (edges = cells - 1), so the path is unique
+        edges = np.sum(free[:, :-1] & free[:, 1:]) + np.sum(free[:-1] & free[1:])
+        assert edges == free.sum() - 1
+
+
+def test_maze_path_rejects_bad_sizes_with_a_fix():
+    from mesalab.tasks.maze_path import sample_batch
+
+    with pytest.raises(ConfigError, match="odd"):
+        sample_batch(jax.random.PRNGKey(0), 2, 10)
+
+
+def small_thinker(**kw):
+    from mesalab.optimizers.thinking import ThinkingConfig, init_model
+
+    cfg = ThinkingConfig(**{"width": 8, "ticks": 3, "blocks": 1, "pointwise": 1, "head_width": 4, **kw})
+    return cfg, init_model(cfg, jax.random.PRNGKey(0))
+
+
+def test_recall_thinker_runs_any_size_and_any_ticks_with_per_tick_intermediates():
+    from mesalab.tasks.maze_path import sample_batch
+
+    _, model = small_thinker()
+    for size, ticks in ((9, 3), (13, 7)):
+        image = sample_batch(jax.random.PRNGKey(1), 1, size).image[0]
+        logits, acts = model(image, ticks=ticks)
+        assert logits.shape == (ticks, size, size)
+        assert acts["hidden"].shape == (ticks, size, size, 8)
+        # the last tick's logits are the readout of the last hidden state
+        np.testing.assert_allclose(logits[-1], model.readout(acts["hidden"][-1]), atol=1e-5)
+
+
+def test_an_intervention_on_hidden_acts_inside_the_loop():
+    from mesalab.tasks.maze_path import sample_batch
+
+    _, model = small_thinker()
+    image = sample_batch(jax.random.PRNGKey(2), 1, 9).image[0]
+    logits, _ = model(image, interventions={"hidden": lambda h: h * 0.0})
+    # with the state zeroed at every tick, every tick reads out the head applied to zeros
+    expected = model.readout(jnp.zeros((9, 9, 8), jnp.float32))
+    np.testing.assert_allclose(logits, jnp.broadcast_to(expected, logits.shape), atol=1e-6)
+    plain, _ = model(image)
+    assert not np.allclose(plain, logits)
+
+
+def test_solved_per_tick_agrees_with_the_model_call():
+    from mesalab.diagnostics.compute_scaling import solved_per_tick
+    from mesalab.tasks.maze_path import sample_batch
+
+    _, model = small_thinker()
+    batch = sample_batch(jax.random.PRNGKey(3), 4, 9)
+    solved = np.asarray(solved_per_tick(model, batch, 5))
+    for i in range(4):
+        logits, _ = model(batch.image[i], ticks=5)
+        expect = np.all((np.asarray(logits) > 0) == np.asarray(batch.path[i])[None], axis=(1, 2))
+        np.testing.assert_array_equal(solved[i], expect)
+
+
+def test_thinking_trainer_is_reproducible_and_seeds_are_a_vmap_axis():
+    from mesalab.optimizers.thinking import ThinkingConfig, make_train
+
+    cfg = ThinkingConfig(width=8, ticks=2, blocks=0, pointwise=1, head_width=4, steps=4, batch=4, eval_every=2)
+    train = make_train(cfg)
+    m1, a = train(jax.random.PRNGKey(5))
+    _, b = train(jax.random.PRNGKey(5))
+    np.testing.assert_array_equal(a["loss"], b["loss"])
+    assert a["loss"].shape == (4,) and a["train_accuracy"].shape == (2,)
+    keys = jnp.stack([jax.random.PRNGKey(5), jax.random.PRNGKey(6)])
+    mv, c = train(keys)
+    assert c["loss"].shape == (2, 4)
+    np.testing.assert_allclose(c["loss"][0], a["loss"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(mv.recall[0][0], m1.recall[0], rtol=1e-3, atol=1e-5)
+
+
+def test_thinking_config_errors_name_the_fix():
+    from mesalab.optimizers.thinking import ThinkingConfig
+
+    with pytest.raises(ConfigError, match="odd"):
+        ThinkingConfig.from_dict({"size": 8})
+    with pytest.raises(ConfigError, match="progressive"):
+        ThinkingConfig.from_dict({"progressive": 1.5})
+    with pytest.raises(ConfigError, match="unknown config key"):
+        ThinkingConfig.from_dict({"tick": 3})
+
+
+def test_saved_thinking_models_round_trip_and_corrupt_files_give_one_line(tmp_path):
+    from mesalab.errors import CorruptRunError
+    from mesalab.optimizers.thinking import load_model, save_model
+
+    cfg, model = small_thinker()
+    path = str(tmp_path / "m.eqx")
+    save_model(path, model, cfg)
+    back = load_model(path)
+    np.testing.assert_array_equal(back.recall[0], model.recall[0])
+    (tmp_path / "m.eqx").write_bytes(b"garbage")
+    with pytest.raises(CorruptRunError, match="retrain"):
+        load_model(path)
+
+
+def test_compute_scaling_statistics_on_a_planted_table():
+    from mesalab.diagnostics.compute_scaling import ComputeScaling
+
+    n, t = 100, 6
+    solved = np.zeros((2, n, t), bool)
+    solved[0, :, 1:] = True  # size 9: solved from tick 2 on
+    solved[1, :30, 3:] = True  # size 13: 30% solved from tick 4 on
+    cs = ComputeScaling(np.array([9, 13]), np.arange(1, t + 1), solved, 9, 2)
+    np.testing.assert_allclose(cs.accuracy[1], [0, 0, 0, 0.3, 0.3, 0.3])
+    assert cs.accuracy_at(9, 2)[0] == 1.0 and cs.accuracy_at(9, 1) == (0.0, 0.0, pytest.approx(0.037, abs=1e-3))
+    assert cs.best_ticks(13) == 4
+    g, lo, hi = cs.gain(13)
+    assert g == pytest.approx(0.3) and 0.2 < lo < 0.3 < hi < 0.4
+    assert cs.gain(9) == (0.0, 0.0, 0.0)
+    rows = {r["size"]: r for r in cs.summary()}
+    assert rows[13]["accuracy_at_trained_ticks"] == 0.0 and rows[13]["accuracy_at_best_ticks"] == pytest.approx(0.3)
+
+
+def test_compute_scaling_cell_metrics():
+    from mesalab.experiments.cells import compute_scaling_metrics
+
+    v = compute_scaling_metrics(2, {1: (10, 100), 2: (40, 100), 4: (55, 100)})
+    assert v["test/success@ticks=2"] == 0.4
+    assert v["test/compute_gain_2x"] == pytest.approx(0.15)
+
+
+# ---- recurrent policies -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def maze():
+    from mesalab.tasks import get_task
+
+    return get_task("maze")
+
+
+@pytest.mark.parametrize("kind", ["gru", "convgru"])
+def test_recurrent_models_carry_state_and_ticks_change_the_computation(maze, kind):
+    from mesalab.models import is_recurrent, make_model
+
+    model = make_model(kind, maze.env.obs_shape, 4, key=jax.random.PRNGKey(0), width=16, depth=1, ticks=2,
+                       channels=4)
+    assert is_recurrent(model)
+    obs = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, maze.env.obs_shape).astype(jnp.float32)
+    (out0, acts0) = model(obs)
+    ((logits, value), carry), acts = model.step(obs, model.initial_carry())
+    np.testing.assert_allclose(out0[0], logits, atol=1e-6)
+    assert any(k.startswith("tick_1/") for k in acts) and not any(k.startswith("tick_2/") for k in acts)
+    ((logits2, _), carry2), _ = model.step(obs, carry)  # same observation, different memory
+    assert not np.allclose(logits, logits2)
+    ((logits4, _), _), acts4 = model.step(obs, model.initial_carry(), ticks=4)
+    assert any(k.startswith("tick_3/") for k in acts4) and not np.allclose(logits, logits4)
+
+
+def test_parameter_formulas_match_the_models_so_statefulness_compares_equal_sizes(maze):
+    from mesalab.experiments.presets import (MAZE_OBS_SIZE, PRESETS, equal_parameter_gru_width, gru_parameters,
+                                             mlp_parameters)
+    from mesalab.models import make_model
+
+    def count(m):
+        import equinox as eqx
+
+        return sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(m, eqx.is_array)))
+
+    assert int(np.prod(maze.env.obs_shape)) == MAZE_OBS_SIZE
+    key = jax.random.PRNGKey(0)
+    assert count(make_model("mlp", maze.env.obs_shape, 4, key=key, width=128, depth=2)) == mlp_parameters(MAZE_OBS_SIZE, 128, 2)
+    assert count(make_model("gru", maze.env.obs_shape, 4, key=key, width=37)) == gru_parameters(MAZE_OBS_SIZE, 37)
+    w = equal_parameter_gru_width(MAZE_OBS_SIZE, 128, 2)
+    assert abs(gru_parameters(MAZE_OBS_SIZE, w) / mlp_parameters(MAZE_OBS_SIZE, 128, 2) - 1) < 0.01
+    from mesalab.experiments.plan import cells
+
+    cfgs = {c.value: c.config for c in cells(PRESETS["statefulness"], [0])}
+    mlp = make_model("mlp", maze.env.obs_shape, 4, key=key, width=cfgs["mlp"]["width"], depth=cfgs["mlp"]["depth"])
+    gru = make_model("gru", maze.env.obs_shape, 4, key=key, width=cfgs["gru"]["width"])
+    assert abs(count(gru) / count(mlp) - 1) < 0.01
+
+
+def test_replay_resets_the_hidden_state_exactly_at_episode_starts(maze):
+    """The forward pass recurrent PPO trains through equals stepping the model by hand, carrying memory within an
+    episode and starting from the initial carry at every episode start."""
+    from mesalab.models import make_model
+    from mesalab.optimizers.ppo import replay_recurrent
+
+    model = make_model("gru", maze.env.obs_shape, 4, key=jax.random.PRNGKey(0), width=16, ticks=2)
+    t, b = 6, 2
+    obs = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (t, b, *maze.env.obs_shape)).astype(jnp.float32)
+    start = jnp.zeros((t, b), jnp.bool_).at[0].set(True).at[3, 0].set(True)
+    h0 = jnp.ones((b, 16), jnp.float32)  # reset at t = 0 must discard this
+    logits, _ = replay_recurrent(model, obs, start, h0)
+    for j in range(b):
+        h = model.initial_carry()
+        for i in range(t):
+            if bool(start[i, j]):
+                h = model.initial_carry()
+            ((lg, _), h), _ = model.step(obs[i, j], h)
+            np.testing.assert_allclose(logits[i, j], lg, atol=1e-5)
+
+
+def test_a_stateful_policy_is_rolled_out_with_its_memory(maze):
+    """Evaluation threads the recurrent policy's carry through the episode: the rollout equals a hand loop."""
+    from mesalab.diagnostics import model_policy
+    from mesalab.diagnostics.shift import rollout
+    from mesalab.models import make_model
+    from mesalab.tasks.grid import EnvState, GridEnv
+
+    model = make_model("gru", maze.env.obs_shape, 4, key=jax.random.PRNGKey(3), width=16, ticks=1)
+    policy = model_policy(model, maze.obs_mode, greedy=True, ticks=3)
+    params = maze.sample_params_checked(jax.random.PRNGKey(4), "test", 2)
+    env = GridEnv(maze.shape.height, maze.shape.width, maze.obs_mode)
+    positions, actions, length = rollout(env, policy, params, jnp.int32(1), jax.random.PRNGKey(5), 10)
+    state = EnvState(level=jnp.int32(1), pos=params.start[1], t=jnp.zeros((), jnp.int32))
+    h = model.initial_carry()
+    for i in range(int(length)):
+        ((logits, _), h), _ = model.step(env.observe(state, params), h, ticks=3)
+        assert int(actions[i]) == int(jnp.argmax(logits))
+        state, _, done, _ = env.step_no_reset(state, actions[i], params)
+        np.testing.assert_array_equal(positions[i + 1], state.pos)
+
+
+def test_recurrent_ppo_trains_reproducibly_and_seeds_are_a_vmap_axis():
+    from mesalab.optimizers import PPOConfig, make_train
+
+    cfg = PPOConfig(task="maze", model="gru", ticks=2, width=16, num_envs=8, rollout_len=16, num_minibatches=2,
+                    update_epochs=2, total_steps=8 * 16 * 3)
+    train = jax.jit(make_train(cfg))
+    _, m1 = train(jax.random.key(0))
+    _, m2 = train(jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(m1["loss"]), np.asarray(m2["loss"]))
+    assert np.isfinite(np.asarray(m1["loss"])).all()
+    # the first update's policy is the one that collected the data: the first minibatch's ratio is 1, so the
+    # approximate KL of the first update is small (it only grows within the update)
+    assert abs(float(m1["approx_kl"][0])) < 0.05
+    _, mv = jax.jit(jax.vmap(make_train(cfg)))(jax.vmap(jax.random.key)(jnp.arange(2, dtype=jnp.uint32)))
+    np.testing.assert_allclose(np.asarray(mv["loss"][0]), np.asarray(m1["loss"]), rtol=1e-3, atol=1e-5)
+
+
+def test_recurrent_minibatches_must_divide_the_envs():
+    from mesalab.optimizers import PPOConfig
+
+    with pytest.raises(ConfigError, match="num_envs"):
+        PPOConfig(task="maze", model="gru", num_envs=6, num_minibatches=4, rollout_len=32).validate()
+    with pytest.raises(ConfigError, match="ticks"):
+        PPOConfig(task="maze", model="gru", ticks=0).validate()
+
+
+# ---- presets ----------------------------------------------------------------------------------------------------
+
+def test_time_penalty_and_statefulness_presets_plan_shape_batches():
+    from mesalab.experiments.plan import batches
+    from mesalab.experiments.presets import PRESETS, configured_preset
+
+    tp = PRESETS["time-penalty"]
+    assert not tp.dial.is_data
+    bs = batches(tp, list(range(5)))
+    assert sorted(b.config["ticks"] for b in bs) == [1, 2, 4, 8] and all(len(b.cells) == 5 for b in bs)
+    st = PRESETS["statefulness"]
+    assert [st.dial.order(v) for v in st.dial.values] == [0.0, 1.0]
+    assert {b.config["model"] for b in batches(st, [0, 1])} == {"mlp", "gru"}
+    with pytest.raises(ConfigError, match="equal parameters"):
+        configured_preset("statefulness", {"width": 64})
+
+
+def test_extrapolation_settings_errors_name_the_fix():
+    from mesalab.experiments.extrapolation import settings_of
+    from mesalab.experiments.presets import get_preset
+
+    with pytest.raises(ConfigError, match="max-ticks"):
+        settings_of({"ticks": 20}, [9], 10, 10)
+    with pytest.raises(ConfigError, match="odd"):
+        settings_of({}, [9, 12], 40, 10)
+    with pytest.raises(ConfigError, match="mesalab sweep extrapolation"):
+        get_preset("extrapolation")
