@@ -318,3 +318,81 @@ def test_extrapolation_settings_errors_name_the_fix():
         settings_of({}, [9, 12], 40, 10)
     with pytest.raises(ConfigError, match="mesalab sweep extrapolation"):
         get_preset("extrapolation")
+
+
+@pytest.mark.slow
+def test_statefulness_sweep_stores_categorical_dial_values_and_reports_them(tmp_path):
+    """A tiny statefulness sweep in-process: MLP and GRU cells are stored and analysed by dial position, the
+    recurrent cells carry compute-scaling metrics, and the report draws them."""
+    from mesalab.experiments import analyse_sweep, run_sweep
+    from mesalab.report.sweep import build_sweep_report
+
+    out = tmp_path / "st"
+    run_sweep("statefulness", [0, 1], out, "local", 0, None,
+              {"num_envs": 8, "rollout_len": 16, "num_minibatches": 2, "pool_size": 32, "total_steps": 8 * 16 * 2},
+              {"episodes": 20, "irl_levels": 0})
+    a = analyse_sweep(out)
+    assert a.n_cells == 4 == a.n_expected
+    assert sorted({r[2] for r in a.cells}) == [0.0, 1.0]
+    gru_cells = [r[0] for r in a.cells if r[2] == 1.0]
+    for cid in gru_cells:
+        assert (cid, "test/compute_gain_2x") in a.metrics and (cid, "test/success@ticks=16") in a.metrics
+    assert not any(m.startswith("test/success@ticks") for (cid, m) in a.metrics if cid not in gru_cells)
+    success = next(s for s in a.series if s.metric == "test/success")
+    assert [p.value for p in success.points] == ["mlp", "gru"]
+    html = build_sweep_report(out).read_text()
+    assert "Test-time compute scaling" in html and "model=gru" in html
+
+
+@pytest.mark.slow
+def test_extrapolation_sweep_end_to_end_resumes_and_renders(tmp_path):
+    """`mesalab sweep extrapolation` on a tiny network: one cell per seed in DuckDB, accuracy per (size, tick), a
+    re-run trains nothing, other settings are refused with a one-line error, and the report's figures load."""
+    import json
+    import subprocess
+    import sys
+
+    import duckdb
+    from conftest import figures_loaded_in_chromium
+
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps({"width": 8, "ticks": 3, "blocks": 0, "pointwise": 1, "head_width": 4,
+                               "eval_every": 2, "batch": 4}))
+    out = tmp_path / "ex"
+    args = [sys.executable, "-m", "mesalab", "sweep", "extrapolation", "--seeds", "2", "--steps", "4", "--config",
+            str(cfg), "--sizes", "9,13", "--max-ticks", "6", "--mazes", "10", "--out", str(out)]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    con = duckdb.connect(str(out / "sweep.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM cells").fetchone()[0] == 2
+        assert con.execute("SELECT count(*) FROM thinking_accuracy").fetchone()[0] == 2 * 2 * 6
+        assert con.execute("SELECT count(*) FROM thinking_summary").fetchone()[0] == 2 * 2
+    finally:
+        con.close()
+    mtime = (out / "sweep.duckdb").stat().st_mtime
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "13×13" in again.stdout
+    other = subprocess.run(args[:-1] + [str(out)] + ["--mazes", "11"], capture_output=True, text=True, timeout=600)
+    assert other.returncode == 2 and "other settings" in other.stderr + other.stdout
+    assert (out / "checkpoints" / "seed_1.eqx").exists() and mtime <= (out / "sweep.duckdb").stat().st_mtime
+    loaded, total = figures_loaded_in_chromium(out / "report.html", tmp_path)
+    assert loaded == total == 2
+    assert "dead-end filling" in (out / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_recurrent_run_report_shows_test_time_compute(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "gru.json"
+    cfg.write_text(json.dumps({"model": "gru", "ticks": 2, "width": 16, "num_envs": 8, "rollout_len": 16,
+                               "num_minibatches": 2, "total_steps": 8 * 16 * 2}))
+    res = subprocess.run([sys.executable, "-m", "mesalab", "run", "maze", "--config", str(cfg), "--seeds", "2",
+                          "--episodes", "20", "--workers", "0", "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "Test-time compute scaling" in html and "with 4 ticks the change is" in html

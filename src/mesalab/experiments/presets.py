@@ -38,6 +38,10 @@ class Dial:
             return str(value)
         return f"{value:g}" if isinstance(value, float) else str(value)
 
+    def stored(self, value) -> float:
+        """The number that stands for ``value`` in the results database (a categorical value's position)."""
+        return float(self.values.index(value)) if self.categorical else float(value)
+
     def order(self, value) -> float:
         """Position of a value along the dial (ranks for the trend test)."""
         if self.unlimited_zero and value == 0:

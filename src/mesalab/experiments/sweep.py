@@ -77,7 +77,7 @@ def batch_rows(batch: Batch, results: list, meta: dict, preset: Preset) -> dict[
     stamp = now()
     for r in results:
         c = by_id[r.cell_id]
-        rows["cells"].append((c.cell_id, batch.batch_id, c.panel, preset.dial.name, float(c.value), c.seed,
+        rows["cells"].append((c.cell_id, batch.batch_id, c.panel, preset.dial.name, preset.dial.stored(c.value), c.seed,
                               dumps(c.config), dumps(meta["versions"]), r.wall_s, stamp))
         rows["cell_metrics"] += [(c.cell_id, k, float(v)) for k, v in sorted(r.metrics.items())]
         rows["cell_curves"] += [(c.cell_id, u, s, v) for u, s, v in r.curve]
@@ -240,7 +240,7 @@ def analyse_sweep(sweep_dir: Path) -> SweepAnalysis:
             for metric in _expand(metric_t, task_name):
                 by_value: dict = {}
                 for v in dial.values:
-                    got = [values.get((r[0], metric)) for r in pcells if r[2] == float(v)]
+                    got = [values.get((r[0], metric)) for r in pcells if r[2] == dial.stored(v)]
                     got = [x for x in got if x is not None]
                     if got:
                         by_value[v] = got
@@ -253,7 +253,7 @@ def analyse_sweep(sweep_dir: Path) -> SweepAnalysis:
                 for r in pcells:
                     y = values.get((r[0], metric))
                     if y is not None and np.isfinite(y):
-                        value = next(v for v in dial.values if float(v) == r[2])
+                        value = next(v for v in dial.values if dial.stored(v) == r[2])
                         xs.append(dial.order(value))
                         ys.append(y)
                         by_value.setdefault(value, []).append(y)

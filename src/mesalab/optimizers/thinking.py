@@ -43,6 +43,8 @@ class ThinkingConfig:
             layers per tick, and head channels (``blocks=0``: one 3x3 convolution per tick, cellular-automaton-like).
         ticks: iterations of thought per training example (the compute dial at training time).
         progressive: probability that a step trains from a detached intermediate state (0 = plain recall).
+        near_fraction: fraction of training mazes whose start is a room adjacent to the goal's, so that most of
+            the maze is dead ends to rule out (evaluation mazes always have uniform ends).
         steps, batch: SGD steps and mazes per step. lr: peak Adam learning rate (warm-up, then cosine decay).
         warmup: linear warm-up steps. max_grad_norm: global gradient-norm clip. weight_decay: AdamW decay.
         eval_every: steps between the training-curve evaluations (exact accuracy on fresh training-size mazes).
@@ -55,6 +57,7 @@ class ThinkingConfig:
     head_width: int = 16
     ticks: int = 20
     progressive: float = 0.5
+    near_fraction: float = 0.0
     steps: int = 2000
     batch: int = 32
     lr: float = 2e-3
@@ -71,8 +74,9 @@ class ThinkingConfig:
         for f in ("blocks", "pointwise"):
             if int(getattr(self, f)) < 0:
                 raise ConfigError(f"{f} must be >= 0, got {getattr(self, f)!r}")
-        if not 0.0 <= self.progressive <= 1.0:
-            raise ConfigError(f"progressive must be a probability in [0, 1], got {self.progressive!r}")
+        for f in ("progressive", "near_fraction"):
+            if not 0.0 <= getattr(self, f) <= 1.0:
+                raise ConfigError(f"{f} must be a probability in [0, 1], got {getattr(self, f)!r}")
         if not 0 < self.lr < 1:
             raise ConfigError(f"lr must be in (0, 1), got {self.lr!r}")
         for f in ("warmup", "max_grad_norm", "weight_decay"):
@@ -119,7 +123,7 @@ def make_step(config: ThinkingConfig, static):
     def loss_fn(params, key):
         model = eqx.combine(params, static)
         k_data, k_prog, k_n = jax.random.split(key, 3)
-        batch = maze_path.sample_batch(k_data, config.batch, config.size)
+        batch = maze_path.sample_batch(k_data, config.batch, config.size, config.near_fraction)
         h0 = jax.vmap(model.initial_state)(batch.image)
         n = jnp.where(jax.random.uniform(k_prog) < config.progressive,
                       jax.random.randint(k_n, (), 1, config.ticks + 1), 0)

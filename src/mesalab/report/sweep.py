@@ -77,6 +77,42 @@ def dial_plot(analysis, path: Path) -> Path:
     return _save(fig, path)
 
 
+def compute_scaling_by_dial(analysis, scaling: list[tuple], path: Path) -> Path:
+    """Test success against test-time ticks, one line per dial value (mean and bootstrap CI over seeds)."""
+    from mesalab.diagnostics.stats import bootstrap_mean_ci
+
+    dial = analysis.preset.dial
+    cell_value = {r[0]: r[2] for r in analysis.cells}
+    cell_ticks = {r[0]: json.loads(r[4]).get("ticks") for r in analysis.cells}
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    cmap = plt.get_cmap("viridis")
+    for i, v in enumerate(dial.values):
+        by_ticks = defaultdict(list)
+        for cid, k, y in scaling:
+            if cell_value.get(cid) == dial.stored(v):
+                by_ticks[k].append(y)
+        if not by_ticks:
+            continue
+        ks = sorted(by_ticks)
+        band = np.array([bootstrap_mean_ci(by_ticks[k]) for k in ks])
+        colour = cmap(i / max(1, len(dial.values) - 1))
+        ax.plot(ks, band[:, 0], "-", color=colour, label=f"{dial.name} = {dial.display(v)}")
+        ax.fill_between(ks, band[:, 1], band[:, 2], color=colour, alpha=0.15, linewidth=0)
+        trained = {cell_ticks[cid] for cid, _, _ in scaling if cell_value.get(cid) == dial.stored(v)}
+        for t in trained:
+            if t in by_ticks:
+                ax.plot([t], [np.mean(by_ticks[t])], "o", color=colour, markersize=7)
+    ax.set_xscale("log", base=2)
+    ticks = sorted({k for _, k, _ in scaling})
+    ax.set_xticks(ticks, [str(k) for k in ticks])
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("ticks per step at test time")
+    ax.set_ylabel("success on unseen test levels")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def learning_curves_by_dial(curves: list[tuple], dial, path: Path) -> Path:
     """Training success against environment steps, mean over seeds, one line per dial value (per panel)."""
     panels = sorted({c[0] for c in curves})
@@ -86,7 +122,7 @@ def learning_curves_by_dial(curves: list[tuple], dial, path: Path) -> Path:
         for i, v in enumerate(dial.values):
             pts = defaultdict(list)
             for p, value, steps, success in curves:
-                if p == panel and value == float(v) and np.isfinite(success):
+                if p == panel and value == dial.stored(v) and np.isfinite(success):
                     pts[steps].append(success)
             if pts:
                 xs = sorted(pts)
@@ -141,6 +177,13 @@ def build_sweep_report(sweep_dir: Path) -> Path:
     if curves:
         figs.append(("Learning curves", "Training success rate during PPO, mean over seeds, per dial value.",
                      learning_curves_by_dial(curves, dial, fig_dir / "learning_curves.png")))
+    scaling = [(cid, int(m.split("=")[1]), v) for (cid, m), v in analysis.metrics.items()
+               if m.startswith("test/success@ticks=")]
+    if scaling:
+        figs.append(("Test-time compute scaling", "Success on unseen test levels against the recurrent policy's ticks "
+                     "per step at test time (the same levels and episode keys at every tick count), one line per "
+                     "dial value: mean over seeds with its 95% bootstrap CI; the marker shows each value's own "
+                     "training ticks.", compute_scaling_by_dial(analysis, scaling, fig_dir / "compute_scaling.png")))
     reps = _representatives(preset, analysis, trajs)
     if reps:
         levels = {(t, s, lv): {"grid": np.asarray(g, bool).reshape(h, w, ch), "start": (r0, c0)}
@@ -189,7 +232,7 @@ def _representatives(preset, analysis, trajs) -> list[dict]:
                 continue
             cands.sort(key=lambda r: metrics[(r[0], metric)])
             cid, _, _, seed, config, _ = cands[len(cands) // 2]
-            dial_value = next(v for v in preset.dial.values if float(v) == value)
+            dial_value = next(v for v in preset.dial.values if preset.dial.stored(v) == value)
             title = f"{pname + ', ' if pname != 'all' else ''}{preset.dial.name}={preset.dial.display(dial_value)}, seed {seed}"
             reps.append({"task": json.loads(config)["task"], "title": title,
                          "trajs": sorted(by_cell[cid], key=lambda t: (t["split"] != "train", t["level"]))})

@@ -48,12 +48,23 @@ def shortest_path_mask(free: jax.Array, start: jax.Array, goal: jax.Array) -> ja
     return free & (d_s < UNREACHABLE) & (d_g < UNREACHABLE) & (d_s + d_g == total)
 
 
-def sample_maze_path(key: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
-    """One maze: ``(image float32[S, S, 3], path bool[S, S])``."""
-    k_maze, k_ends = jax.random.split(key)
+def _near_room(key: jax.Array, room: jax.Array, rooms: int) -> jax.Array:
+    """A room drawn uniformly among the (up to 8) rooms adjacent to ``room`` (also diagonally)."""
+    offsets = jnp.array([[-1, -1], [-1, 0], [-1, 1], [0, -1], [0, 1], [1, -1], [1, 0], [1, 1]], jnp.int32)
+    r, c = room // rooms + offsets[:, 0], room % rooms + offsets[:, 1]
+    ok = (r >= 0) & (r < rooms) & (c >= 0) & (c < rooms)
+    i = jnp.argmax(jnp.where(ok, jax.random.gumbel(key, (8,)), -jnp.inf))
+    return r[i] * rooms + c[i]
+
+
+def sample_maze_path(key: jax.Array, size: int, near: jax.Array | bool = False) -> tuple[jax.Array, jax.Array]:
+    """One maze: ``(image float32[S, S, 3], path bool[S, S])``. With ``near`` the start is a room adjacent to the
+    goal's (the path may still wind far), so most of the maze is dead ends that a solver must rule out."""
+    k_maze, k_ends, k_near = jax.random.split(key, 3)
     walls = generate_walls(k_maze, size, size, jnp.float32(1.0))
     rooms = (size - 1) // 2
     pick = jax.random.choice(k_ends, rooms * rooms, (2,), replace=False)
+    pick = pick.at[0].set(jnp.where(near, _near_room(k_near, pick[1], rooms), pick[0]))
     cells = jnp.stack([2 * (pick // rooms) + 1, 2 * (pick % rooms) + 1], axis=-1).astype(jnp.int32)
     start, goal = cells[0], cells[1]
     free = ~walls
@@ -65,10 +76,14 @@ def sample_maze_path(key: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
     return image, shortest_path_mask(free, start, goal)
 
 
-def sample_batch(key: jax.Array, batch: int, size: int) -> MazePathBatch:
-    """``batch`` fresh mazes of one size (jittable; ``size`` and ``batch`` are static)."""
+def sample_batch(key: jax.Array, batch: int, size: int, near_fraction: float = 0.0) -> MazePathBatch:
+    """``batch`` fresh mazes of one size (jittable; ``size`` and ``batch`` are static). Start and goal are uniform
+    over rooms, except in a fraction ``near_fraction`` of mazes where the start is adjacent to the goal (a
+    training-distribution dial; evaluation always uses uniform ends)."""
     check_size(size)
-    image, path = jax.vmap(lambda k: sample_maze_path(k, size))(jax.random.split(key, batch))
+    k_mazes, k_near = jax.random.split(key)
+    near = jax.random.uniform(k_near, (batch,)) < near_fraction
+    image, path = jax.vmap(lambda k, n: sample_maze_path(k, size, n))(jax.random.split(k_mazes, batch), near)
     return MazePathBatch(image, path)
 
 
