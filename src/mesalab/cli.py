@@ -47,6 +47,10 @@ def tasks() -> None:
                   "which learning algorithm does the trained model implement?",
                   "query squared error / -", "dim, n_context, noise_std, x_scale, w_scale (ICLConfig; OOD curves "
                   "over x and w scale)")
+    table.add_row("maze-path", "Maze image in, shortest-path mask out, procedurally generated at any size "
+                  "(supervised; `mesalab sweep extrapolation`): does a recall network that iterates longer solve "
+                  "bigger mazes than it was trained on?",
+                  "exact match with the BFS path / -", "size (train 9, test up to 45), ticks (ThinkingConfig)")
     console.print(table)
 
 
@@ -98,6 +102,8 @@ def run(
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     if task == "icl-gd":
         return _run_icl(seeds, steps, out, config, first_seed)
+    if task == "maze-path":
+        raise ConfigError("maze-path is trained and tested across sizes by `mesalab sweep extrapolation`; run that")
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
     if workers is not None and workers < 0:
@@ -286,7 +292,7 @@ def sweep(
     compare: Optional[Path] = typer.Option(None, "--compare", help="toy-model only: a diversity sweep folder to set beside the model"),
     sizes: str = typer.Option("9,13,21,33,45", "--sizes", help="extrapolation only: maze sizes to test"),
     max_ticks: int = typer.Option(400, "--max-ticks", help="extrapolation only: test every tick count up to this"),
-    mazes: int = typer.Option(200, "--mazes", help="extrapolation only: unseen mazes per size"),
+    mazes: int = typer.Option(100, "--mazes", help="extrapolation only: unseen mazes per size"),
 ) -> None:
     """Run a preset experiment (a grid of dial values x seeds), commit each finished batch, test the
     hypothesis for a trend along the dial and write the sweep report. Re-running the same command resumes."""

@@ -23,7 +23,7 @@ from mesalab.errors import ConfigError
 PRESET = "extrapolation"
 DEFAULT_SIZES = (9, 13, 21, 33, 45)
 DEFAULT_MAX_TICKS = 400
-DEFAULT_MAZES = 200
+DEFAULT_MAZES = 100
 
 THINKING_SCHEMA = """
 CREATE TABLE IF NOT EXISTS thinking_accuracy (cell_id VARCHAR, size INTEGER, ticks INTEGER, accuracy DOUBLE,

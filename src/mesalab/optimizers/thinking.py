@@ -51,14 +51,14 @@ class ThinkingConfig:
     """
 
     size: int = 9
-    width: int = 32
-    blocks: int = 2
-    pointwise: int = 0
+    width: int = 48
+    blocks: int = 0
+    pointwise: int = 2
     head_width: int = 16
-    ticks: int = 20
+    ticks: int = 30
     progressive: float = 0.5
     near_fraction: float = 0.0
-    steps: int = 2000
+    steps: int = 3000
     batch: int = 32
     lr: float = 2e-3
     warmup: int = 100
