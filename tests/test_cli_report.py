@@ -188,8 +188,11 @@ def test_interrupted_run_leaves_no_results_database(tmp_path):
     d = tmp_path / "interrupted"
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({**SMALL, "total_steps": 2_000_000}))
+    # Ctrl-C as in a terminal: a process started in the background of a non-interactive shell (e.g. CI run with
+    # `bash .ci/run &`) inherits SIGINT *ignored*, and Python then never installs its KeyboardInterrupt handler
     p = subprocess.Popen([sys.executable, "-m", "mesalab", "run", "red-door", "--seeds", "1", "--out", str(d),
-                          "--config", str(cfg), "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                          "--config", str(cfg), "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (d / "config.json").exists() and time.time() < deadline:
         time.sleep(0.5)
