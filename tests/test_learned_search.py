@@ -392,7 +392,7 @@ def test_a_recurrent_run_report_shows_test_time_compute(tmp_path):
     cfg.write_text(json.dumps({"model": "gru", "ticks": 2, "width": 16, "num_envs": 8, "rollout_len": 16,
                                "num_minibatches": 2, "total_steps": 8 * 16 * 2}))
     res = subprocess.run([sys.executable, "-m", "mesalab", "run", "maze", "--config", str(cfg), "--seeds", "2",
-                          "--episodes", "20", "--workers", "0", "--out", str(tmp_path / "run")],
+                          "--episodes", "20", "--workers", "1", "--out", str(tmp_path / "run")],
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     html = (tmp_path / "run" / "report.html").read_text()
