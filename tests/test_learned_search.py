@@ -337,7 +337,7 @@ def test_statefulness_sweep_stores_categorical_dial_values_and_reports_them(tmp_
     assert sorted({r[2] for r in a.cells}) == [0.0, 1.0]
     gru_cells = [r[0] for r in a.cells if r[2] == 1.0]
     for cid in gru_cells:
-        assert (cid, "test/compute_gain_2x") in a.metrics and (cid, "test/success@ticks=16") in a.metrics
+        assert (cid, "test/compute_gain_2x") in a.metrics and (cid, "test/success@ticks=2") in a.metrics
     assert not any(m.startswith("test/success@ticks") for (cid, m) in a.metrics if cid not in gru_cells)
     success = next(s for s in a.series if s.metric == "test/success")
     assert [p.value for p in success.points] == ["mlp", "gru"]
