@@ -36,24 +36,27 @@ class ComputeScaling(NamedTuple):
     def accuracy(self) -> np.ndarray:  # float[K, T]
         return self.solved.mean(axis=1)
 
+    def _row(self, size: int) -> int:
+        return int(np.flatnonzero(self.sizes == size)[0])
+
     def interval(self, k: int, t: int) -> tuple[float, float]:
         col = self.solved[k, :, t]
         return wilson_interval(int(col.sum()), col.size)
 
     def accuracy_at(self, size: int, ticks: int) -> tuple[float, float, float]:
         """Accuracy with its 95% Wilson interval at a given size and number of ticks."""
-        k = int(np.flatnonzero(self.sizes == size)[0])
+        k = self._row(size)
         t = int(ticks) - 1
         return (float(self.accuracy[k, t]), *self.interval(k, t))
 
     def best_ticks(self, size: int) -> int:
-        k = int(np.flatnonzero(self.sizes == size)[0])
+        k = self._row(size)
         return int(self.ticks[int(np.argmax(self.accuracy[k]))])
 
     def gain(self, size: int, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
         """Accuracy at the best tick minus accuracy at the training ticks, paired bootstrap 95% CI over mazes
         (the best tick is re-chosen in every resample, so the selection is part of the uncertainty)."""
-        k = int(np.flatnonzero(self.sizes == size)[0])
+        k = self._row(size)
         s = self.solved[k].astype(np.float64)  # [n, T]
         t0 = min(self.trained_ticks, s.shape[1]) - 1
         point = float(s.mean(axis=0).max() - s[:, t0].mean())

@@ -220,10 +220,10 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
         (logits, value), _ = jax.vmap(model)(obs)
         return logits, value, hidden
 
-    def initial_hidden(static_model_params, n):
+    def initial_hidden(model, n):
         if not recurrent:
             return jnp.zeros((n, 1), jnp.float32)
-        return jnp.zeros((n, *static_model_params.initial_carry().shape), jnp.float32)
+        return jnp.zeros((n, *model.initial_carry().shape), jnp.float32)
 
     def replay(params, static, traj, hidden0):
         return replay_recurrent(eqx.combine(params, static), traj.obs, traj.start, hidden0)
