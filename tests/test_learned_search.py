@@ -92,6 +92,27 @@ def test_an_intervention_on_hidden_acts_inside_the_loop():
     assert not np.allclose(plain, logits)
 
 
+def test_a_closed_gate_holds_the_state_and_an_open_gate_is_the_ungated_tick():
+    import equinox as eqx
+
+    from mesalab.models.thinking import RecallThinker
+    from mesalab.tasks.maze_path import sample_batch
+
+    gated = RecallThinker(3, width=8, blocks=0, head_width=4, ticks=3, pointwise=1, gated=True,
+                          key=jax.random.PRNGKey(0))
+    plain = eqx.tree_at(lambda m: m.gate, gated, None, is_leaf=lambda x: x is None)
+    image = sample_batch(jax.random.PRNGKey(2), 1, 9).image[0]
+    h = jax.random.uniform(jax.random.PRNGKey(3), (9, 9, 8), jnp.float32)
+
+    def with_gate_bias(b):
+        return eqx.tree_at(lambda m: m.gate[1], gated, jnp.full((8,), b, jnp.float32))
+
+    np.testing.assert_allclose(with_gate_bias(-1e4).tick(h, image), h, atol=1e-6)
+    np.testing.assert_allclose(with_gate_bias(1e4).tick(h, image), plain.tick(h, image), atol=1e-6)
+    half = gated.tick(h, image)  # a real gate lies strictly between keeping and replacing
+    assert not np.allclose(half, h) and not np.allclose(half, plain.tick(h, image))
+
+
 def test_solved_per_tick_agrees_with_the_model_call():
     from mesalab.diagnostics.compute_scaling import solved_per_tick
     from mesalab.tasks.maze_path import sample_batch

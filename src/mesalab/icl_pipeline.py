@@ -92,7 +92,7 @@ def run_icl(config, seeds: list[int], out: Path | None = None) -> Path:
     import jax.numpy as jnp
 
     from mesalab.optimizers.supervised import make_train
-    from mesalab.pipeline import write_json_atomic
+    from mesalab.results.files import write_json_atomic
     from mesalab.results.provenance import now, versions
 
     config = config.validate()

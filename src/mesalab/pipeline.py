@@ -11,7 +11,6 @@ Run folder::
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -19,17 +18,12 @@ from typing import Callable
 import numpy as np
 
 from mesalab.errors import ConfigError, CorruptRunError
+from mesalab.results.files import save_leaves_atomic, write_json_atomic
 from mesalab.results.provenance import now, versions
 from mesalab.results.store import dumps, write_results
 from mesalab.runner import EvalSettings, SeedResult, train_and_evaluate
 
 N_DRAWN_LEVELS = 4
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".partial")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 def prepare_run_dir(out: Path | None, task: str) -> Path:
@@ -93,8 +87,7 @@ def save_checkpoints(run_dir: Path, config, results: list[SeedResult]) -> None:
     for r in results:
         model = eqx.combine(jax.tree_util.tree_unflatten(treedef, r.model_leaves), static)
         path = run_dir / "checkpoints" / f"seed-{r.seed}.eqx"
-        eqx.tree_serialise_leaves(str(path) + ".partial", model)
-        os.replace(str(path) + ".partial", path)
+        save_leaves_atomic(path, model)
 
 
 def load_model(run_dir: Path, seed: int):

@@ -60,7 +60,7 @@ def run_extrapolation(out: Path | None, seeds: list[int], overrides: dict | None
     from mesalab.experiments.store import commit_batch, finished_cells, open_sweep
     from mesalab.experiments.sweep import load_sweep_config
     from mesalab.optimizers.thinking import ThinkingConfig, make_train, save_model
-    from mesalab.pipeline import write_json_atomic
+    from mesalab.results.files import write_json_atomic
     from mesalab.results.provenance import now, versions
 
     out = Path("sweeps") / PRESET if out is None else Path(out)

@@ -48,7 +48,7 @@ def load_sweep_config(sweep_dir: Path) -> dict:
 
 def prepare_sweep_dir(preset: Preset, seeds: list[int], out: Path | None, overrides: dict,
                       eval_overrides: dict) -> tuple[Path, dict]:
-    from mesalab.pipeline import write_json_atomic
+    from mesalab.results.files import write_json_atomic
 
     if out is None:
         out = Path("sweeps") / preset.name
@@ -86,12 +86,11 @@ def batch_rows(batch: Batch, results: list, meta: dict, preset: Preset) -> dict[
 
 
 def save_cell_checkpoints(sweep_dir: Path, batch: Batch, results: list) -> None:
-    import os
-
     import equinox as eqx
     import jax
 
     from mesalab.optimizers import PPOConfig, init_model
+    from mesalab.results.files import save_leaves_atomic
 
     (sweep_dir / "checkpoints").mkdir(exist_ok=True)
     by_id = {c.cell_id: c for c in batch.cells}
@@ -101,8 +100,7 @@ def save_cell_checkpoints(sweep_dir: Path, batch: Batch, results: list) -> None:
         treedef = jax.tree_util.tree_structure(params)
         model = eqx.combine(jax.tree_util.tree_unflatten(treedef, r.model_leaves), static)
         path = sweep_dir / "checkpoints" / checkpoint_name(r.cell_id)
-        eqx.tree_serialise_leaves(str(path) + ".partial", model)
-        os.replace(str(path) + ".partial", path)
+        save_leaves_atomic(path, model)
 
 
 def store_levels(con, preset: Preset) -> None:

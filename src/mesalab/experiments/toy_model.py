@@ -102,7 +102,7 @@ def run_toy_model(out: Path | None = None, compare: Path | None = None) -> Path:
     """Compute the toy model (and, with ``compare`` = a finished ``diversity`` sweep folder, fit it to the
     measured optimization power on unseen mazes); write ``sweep.json``, ``sweep.duckdb`` and the report."""
     from mesalab.errors import ConfigError
-    from mesalab.pipeline import write_json_atomic
+    from mesalab.results.files import write_json_atomic
     from mesalab.results.provenance import now, versions
     from mesalab.results.store import write_results
 

@@ -37,11 +37,12 @@ class RecallThinker(eqx.Module):
     pointwise: tuple[tuple[jax.Array, jax.Array], ...]
     blocks: tuple[tuple[jax.Array, jax.Array, jax.Array, jax.Array], ...]
     head: tuple[tuple[jax.Array, jax.Array], ...]
+    gate: tuple[jax.Array, jax.Array] | None
     ticks: int = eqx.field(static=True)
 
     def __init__(self, in_channels: int, width: int = 32, blocks: int = 2, head_width: int = 16,
-                 ticks: int = 20, pointwise: int = 0, *, key):
-        keys = iter(jax.random.split(key, 4 + 2 * blocks + pointwise))
+                 ticks: int = 20, pointwise: int = 0, gated: bool = False, *, key):
+        keys = iter(jax.random.split(key, 5 + 2 * blocks + pointwise))
         self.project = _conv_params(next(keys), in_channels, width)
         self.recall = _conv_params(next(keys), width + in_channels, width)
         he = jax.nn.initializers.he_normal()
@@ -54,18 +55,31 @@ class RecallThinker(eqx.Module):
             res.append((w1, b1, w2 * 0.5, b2))
         self.blocks = tuple(res)
         self.head = (_conv_params(next(keys), width, head_width), _conv_params(next(keys), head_width, 1))
+        k_gate = next(keys)
+        # Update gate z = sigmoid([h, candidate] @ W + b), biased towards keeping the old state (b = -1).
+        self.gate = ((jax.nn.initializers.glorot_normal()(k_gate, (2 * width, width), jnp.float32),
+                      jnp.full((width,), -1.0, jnp.float32)) if gated else None)
         self.ticks = int(ticks)
 
     def initial_state(self, image: jax.Array) -> jax.Array:
         return jax.nn.relu(conv3x3(image, *self.project))
 
     def tick(self, h: jax.Array, image: jax.Array) -> jax.Array:
-        """One iteration of thought: the new hidden state from the old one and the (recalled) input."""
+        """One iteration of thought: the new hidden state from the old one and the (recalled) input.
+
+        Gated networks keep a per-cell, per-channel fraction ``1 - z`` of the old state (a GRU-style update
+        gate), so a cell can hold a decision for as many ticks as it likes.
+        """
+        old = h
         h = jax.nn.relu(conv3x3(jnp.concatenate([h, image], axis=-1), *self.recall))
         for w, b in self.pointwise:
             h = jax.nn.relu(h + h @ w + b[None, None, :])
         for w1, b1, w2, b2 in self.blocks:
             h = jax.nn.relu(h + conv3x3(jax.nn.relu(conv3x3(h, w1, b1)), w2, b2))
+        if self.gate is not None:
+            width = h.shape[-1]
+            z = jax.nn.sigmoid(old @ self.gate[0][:width] + h @ self.gate[0][width:] + self.gate[1][None, None, :])
+            h = old + z * (h - old)
         return h
 
     def readout(self, h: jax.Array) -> jax.Array:

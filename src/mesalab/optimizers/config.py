@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from mesalab.errors import ConfigError
 
@@ -33,3 +34,25 @@ def config_from_dict(cls, d: dict, what: str):
             raise ConfigError(f"config key {k!r} must be {typ.__name__}, got {v!r}")
         kwargs[k] = v
     return cls(**kwargs).validate()
+
+
+class DictConfig:
+    """Mixin for frozen config dataclasses: ``to_dict()`` and ``from_dict(d)`` (plain dicts, e.g. JSON files).
+
+    A subclass names its settings for error messages: ``class PPOConfig(DictConfig, settings_name="PPO")``.
+    """
+
+    settings_name: ClassVar[str] = "config"
+
+    def __init_subclass__(cls, settings_name: str | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if settings_name is not None:
+            cls.settings_name = settings_name
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Build from a plain dict, rejecting unknown keys and wrong types with one-line errors."""
+        return config_from_dict(cls, d, cls.settings_name)

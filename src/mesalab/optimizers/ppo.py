@@ -6,7 +6,6 @@ Contract: ``make_train(config) -> train(key) -> (model, metrics)``. ``train`` is
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -19,13 +18,13 @@ import optax
 from mesalab.data_dials import PPO_DATA_DIALS
 from mesalab.errors import ConfigError, TrainingDivergedError
 from mesalab.models import MODELS, make_model
-from mesalab.optimizers.config import config_from_dict
+from mesalab.optimizers.config import DictConfig
 from mesalab.tasks import get_task
 from mesalab.tasks.grid import EnvParams
 
 
 @dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(DictConfig, settings_name="PPO"):
     """Everything that defines a PPO run (with the seed, it determines the numbers exactly).
 
     Attributes:
@@ -114,14 +113,6 @@ class PPOConfig:
             raise ConfigError(f"a recurrent model's minibatches are sets of envs: num_envs={self.num_envs} must be "
                               f"divisible by num_minibatches={self.num_minibatches}")
         return self
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PPOConfig":
-        """Build from a plain dict (e.g. a JSON file), rejecting unknown keys and wrong types."""
-        return config_from_dict(cls, d, "PPO")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     @property
     def recurrent(self) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -10,12 +10,12 @@ import optax
 
 from mesalab.errors import ConfigError
 from mesalab.models.transformer import ICLTransformer
-from mesalab.optimizers.config import config_from_dict
+from mesalab.optimizers.config import DictConfig
 from mesalab.tasks.icl_regression import make_regression_distribution, sample_regression
 
 
 @dataclass(frozen=True)
-class ICLConfig:
+class ICLConfig(DictConfig, settings_name="ICLConfig"):
     dim: int = 10
     n_context: int = 10
     noise_std: float = 0.0
@@ -40,13 +40,6 @@ class ICLConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         return self
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ICLConfig":
-        """Build from a plain dict (e.g. a JSON file), rejecting unknown keys and wrong types."""
-        return config_from_dict(cls, d, "ICLConfig")
 
 
 def init_model(config: ICLConfig, key: jax.Array) -> ICLTransformer:
