@@ -159,29 +159,39 @@ def bits_histogram(level_bits: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def compute_scaling_figure(cs, path: Path | None = None):
-    """Exact accuracy versus ticks, one line per maze size with its 95% Wilson band; the training ticks and
-    size are marked. Returns the figure (saved and closed when ``path`` is given)."""
-    from mesalab.diagnostics.stats import wilson_interval
+def accuracy_vs_ticks_figure(ticks, bands: dict, trained_ticks: int, trained_size: int, ylabel: str):
+    """Accuracy against test-time ticks (log axis), one line per maze size with its interval band.
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    n = cs.solved.shape[1]
-    for k, size in enumerate(cs.sizes):
-        acc = cs.accuracy[k]
-        band = np.array([wilson_interval(int(round(a * n)), n) for a in acc])
-        label = f"{size}×{size}" + (" (training size)" if int(size) == cs.trained_size else "")
-        line, = ax.plot(cs.ticks, acc, label=label)
-        ax.fill_between(cs.ticks, band[:, 0], band[:, 1], color=line.get_color(), alpha=0.2)
-    ax.axvline(cs.trained_ticks, color="grey", ls="--", lw=1, label=f"training ticks ({cs.trained_ticks})")
+    ``bands`` maps a size to an array ``[T, 3]`` of (accuracy, low, high); the training ticks and size are marked.
+    """
+    fig, ax = plt.subplots(figsize=(6.8, 3.7))
+    for size, band in bands.items():
+        band = np.asarray(band)
+        label = f"{size}×{size}" + (" (training size)" if int(size) == int(trained_size) else "")
+        line, = ax.plot(ticks, band[:, 0], label=label)
+        ax.fill_between(ticks, band[:, 1], band[:, 2], color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.axvline(trained_ticks, color="grey", ls="--", lw=1, label=f"training ticks ({trained_ticks})")
     ax.set_xlabel("ticks (iterations of thought at test time)")
-    ax.set_ylabel(f"exact path accuracy ({n} mazes)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xscale("log")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    if path is None:
-        fig.tight_layout()
-        return fig
-    return _save(fig, path)
+    fig.tight_layout()
+    return fig
+
+
+def compute_scaling_figure(cs, path: Path | None = None):
+    """Exact accuracy versus ticks of one model (a ``ComputeScaling``), one line per maze size with its 95% Wilson
+    band. Returns the figure (saved and closed when ``path`` is given)."""
+    from mesalab.diagnostics.stats import wilson_interval
+
+    n = cs.solved.shape[1]
+    bands = {size: [(a, *wilson_interval(int(round(a * n)), n)) for a in cs.accuracy[k]]
+             for k, size in enumerate(cs.sizes)}
+    fig = accuracy_vs_ticks_figure(cs.ticks, bands, cs.trained_ticks, cs.trained_size,
+                                   f"exact path accuracy ({n} mazes)")
+    return fig if path is None else _save(fig, path)
 
 
 def success_by_ticks(rows: list[dict], path: Path) -> Path:

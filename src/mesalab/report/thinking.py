@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 from jinja2 import Environment, select_autoescape  # noqa: E402
 
 from mesalab.diagnostics.stats import bootstrap_mean_ci, wilson_interval  # noqa: E402
+from mesalab.report.figures import accuracy_vs_ticks_figure  # noqa: E402
 from mesalab.report.html import inline_figures, write_html_atomic  # noqa: E402
 
 READING = ("How to read this. Accuracy that keeps rising with ticks, and mazes solved that are bigger than any "
@@ -66,20 +67,11 @@ def build_extrapolation_report(out_dir: Path) -> Path:
         ticks = np.array(sorted({r[2] for r in acc}))
         table = {(r[0], r[1], r[2]): r[3] for r in acc}
         n_mazes = int(acc[0][4])
-        fig, ax = plt.subplots(figsize=(7, 3.8))
+        bands = {}
         for size in sizes:
             rows = np.array([[table[(c, size, int(t))] for t in ticks] for c in seeds])  # [seeds, T]
-            bands = np.array([_band(rows[:, j], n_mazes) for j in range(len(ticks))])
-            label = f"{size}×{size}" + (" (training size)" if size == trained_size else "")
-            line, = ax.plot(ticks, bands[:, 0], label=label)
-            ax.fill_between(ticks, bands[:, 1], bands[:, 2], color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.axvline(trained_ticks, color="grey", ls="--", lw=1, label=f"training ticks ({trained_ticks})")
-        ax.set_xscale("log")
-        ax.set_xlabel("ticks (iterations of thought at test time)")
-        ax.set_ylabel("exact path accuracy")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+            bands[size] = [_band(rows[:, j], n_mazes) for j in range(len(ticks))]
+        fig = accuracy_vs_ticks_figure(ticks, bands, trained_ticks, trained_size, "exact path accuracy")
         how = ("95% bootstrap interval over seeds" if len(seeds) >= 2 else f"95% Wilson interval over {n_mazes} mazes")
         figs.append(("Test-time compute scaling", f"Exact accuracy (the predicted path equals the BFS path on every "
                      f"cell) on unseen mazes after each tick, per maze size; mean over {len(seeds)} seed(s), band: "
