@@ -113,6 +113,29 @@ def test_a_closed_gate_holds_the_state_and_an_open_gate_is_the_ungated_tick():
     assert not np.allclose(half, h) and not np.allclose(half, plain.tick(h, image))
 
 
+def test_training_ticks_perturb_only_as_configured():
+    """Asynchronous updates keep each cell's old state with probability 1 - update_prob (whole cells, every
+    channel), and state noise adds N(0, state_noise^2); with neither, a training tick is the model's tick."""
+    from mesalab.optimizers.thinking import training_tick
+    from mesalab.tasks.maze_path import sample_batch
+
+    _, model = small_thinker()
+    image = sample_batch(jax.random.PRNGKey(2), 4, 13).image
+    h = jax.random.uniform(jax.random.PRNGKey(3), image.shape[:-1] + (model.recall[1].shape[0],), jnp.float32)
+    key = jax.random.PRNGKey(4)
+    plain = jax.vmap(model.tick)(h, image)
+    np.testing.assert_array_equal(training_tick(model, h, image, key), plain)
+
+    mixed = np.asarray(training_tick(model, h, image, key, update_prob=0.7))
+    new_cell = np.all(mixed == np.asarray(plain), axis=-1)
+    old_cell = np.all(mixed == np.asarray(h), axis=-1)
+    assert np.all(new_cell | old_cell)  # every cell is wholly new or wholly old
+    assert abs(new_cell.mean() - 0.7) < 0.05  # 676 cells: 0.7 +- 0.018 (sd)
+
+    noisy = np.asarray(training_tick(model, h, image, key, state_noise=0.3)) - np.asarray(plain)
+    assert abs(noisy.mean()) < 0.015 and abs(noisy.std() - 0.3) < 0.01  # ~5000 draws
+
+
 def test_solved_per_tick_agrees_with_the_model_call():
     from mesalab.diagnostics.compute_scaling import solved_per_tick
     from mesalab.tasks.maze_path import sample_batch
@@ -149,6 +172,10 @@ def test_thinking_config_errors_name_the_fix():
         ThinkingConfig.from_dict({"size": 8})
     with pytest.raises(ConfigError, match="progressive"):
         ThinkingConfig.from_dict({"progressive": 1.5})
+    with pytest.raises(ConfigError, match="update_prob"):
+        ThinkingConfig.from_dict({"update_prob": 0.0})
+    with pytest.raises(ConfigError, match="state_noise"):
+        ThinkingConfig.from_dict({"state_noise": -0.1})
     with pytest.raises(ConfigError, match="unknown config key"):
         ThinkingConfig.from_dict({"tick": 3})
 

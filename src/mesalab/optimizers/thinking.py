@@ -45,6 +45,11 @@ class ThinkingConfig(DictConfig, settings_name="maze-path"):
             layers per tick, and head channels (``blocks=0``: one 3x3 convolution per tick, cellular-automaton-like).
         gated: a GRU-style update gate per cell and channel (the tick may keep part of the old state).
         ticks: iterations of thought per training example (the compute dial at training time).
+        update_prob: training only: each tick, each cell takes its new state with this probability and keeps its
+            old one otherwise (asynchronous updates, as in neural cellular automata). Below 1 the learned procedure
+            cannot depend on exact timing, which favours rules that settle to a fixed point.
+        state_noise: training only: standard deviation of Gaussian noise added to the hidden state after every
+            tick, so a signal carried over many cells must be actively restored rather than slowly decay.
         progressive: probability that a step trains from a detached intermediate state (0 = plain recall).
         near_fraction: fraction of training mazes whose start is a room adjacent to the goal's, so that most of
             the maze is dead ends to rule out (evaluation mazes always have uniform ends).
@@ -60,6 +65,8 @@ class ThinkingConfig(DictConfig, settings_name="maze-path"):
     head_width: int = 16
     gated: bool = False
     ticks: int = 30
+    update_prob: float = 1.0
+    state_noise: float = 0.0
     progressive: float = 0.5
     near_fraction: float = 0.0
     steps: int = 3000
@@ -81,9 +88,11 @@ class ThinkingConfig(DictConfig, settings_name="maze-path"):
         for f in ("progressive", "near_fraction"):
             if not 0.0 <= getattr(self, f) <= 1.0:
                 raise ConfigError(f"{f} must be a probability in [0, 1], got {getattr(self, f)!r}")
+        if not 0.0 < self.update_prob <= 1.0:
+            raise ConfigError(f"update_prob must be in (0, 1], got {self.update_prob!r}")
         if not 0 < self.lr < 1:
             raise ConfigError(f"lr must be in (0, 1), got {self.lr!r}")
-        for f in ("warmup", "max_grad_norm", "weight_decay"):
+        for f in ("warmup", "max_grad_norm", "weight_decay", "state_noise"):
             if getattr(self, f) < 0:
                 raise ConfigError(f"{f} must be >= 0, got {getattr(self, f)!r}")
         return self
@@ -100,9 +109,28 @@ def path_loss(logits: jax.Array, path: jax.Array) -> jax.Array:
     return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, path.astype(jnp.float32)))
 
 
-def _run_ticks(model: RecallThinker, h: jax.Array, image: jax.Array, n: int) -> jax.Array:
-    """``n`` ticks in a ``lax.scan`` (see the module notes on speed), batched over the leading axis."""
-    h, _ = jax.lax.scan(lambda h, _: (jax.vmap(model.tick)(h, image), None), h, None, length=n)
+def training_tick(model: RecallThinker, h: jax.Array, image: jax.Array, key: jax.Array,
+                  update_prob: float = 1.0, state_noise: float = 0.0) -> jax.Array:
+    """One tick as trained: ``model.tick`` batched over the leading axis, then (when set) asynchronous cell updates
+    (a cell keeps its old state with probability ``1 - update_prob``) and Gaussian state noise. Test time runs the
+    plain synchronous, noiseless tick."""
+    new = jax.vmap(model.tick)(h, image)
+    k_mask, k_noise = jax.random.split(key)
+    if update_prob < 1.0:
+        keep_old = jax.random.uniform(k_mask, new.shape[:-1] + (1,)) >= update_prob
+        new = jnp.where(keep_old, h, new)
+    if state_noise > 0.0:
+        new = new + state_noise * jax.random.normal(k_noise, new.shape, new.dtype)
+    return new
+
+
+def _run_ticks(model: RecallThinker, h: jax.Array, image: jax.Array, n: int, key: jax.Array,
+               update_prob: float = 1.0, state_noise: float = 0.0) -> jax.Array:
+    """``n`` training ticks in a ``lax.scan`` (see the module notes on speed), batched over the leading axis."""
+    def body(h, k):
+        return training_tick(model, h, image, k, update_prob, state_noise), None
+
+    h, _ = jax.lax.scan(body, h, jax.random.split(key, n))
     return h
 
 
@@ -120,14 +148,17 @@ def make_step(config: ThinkingConfig, static):
     def loss_fn(params, key):
         model = eqx.combine(params, static)
         k_data, k_prog, k_n = jax.random.split(key, 3)
+        k_warm, k_ticks = jax.random.fold_in(key, 7), jax.random.fold_in(key, 8)  # only the perturbations use these
         batch = maze_path.sample_batch(k_data, config.batch, config.size, config.near_fraction)
         h0 = jax.vmap(model.initial_state)(batch.image)
         n = jnp.where(jax.random.uniform(k_prog) < config.progressive,
                       jax.random.randint(k_n, (), 1, config.ticks + 1), 0)
         frozen = eqx.combine(jax.lax.stop_gradient(params), static)  # the warm-up ticks carry no gradient
-        h = jax.lax.fori_loop(0, n, lambda _, h: jax.vmap(frozen.tick)(h, batch.image), jax.lax.stop_gradient(h0))
+        h = jax.lax.fori_loop(0, n, lambda i, h: training_tick(frozen, h, batch.image, jax.random.fold_in(k_warm, i),
+                                                                config.update_prob, config.state_noise),
+                              jax.lax.stop_gradient(h0))
         h = jnp.where(n > 0, h, h0)
-        h = _run_ticks(model, h, batch.image, config.ticks)
+        h = _run_ticks(model, h, batch.image, config.ticks, k_ticks, config.update_prob, config.state_noise)
         return path_loss(jax.vmap(model.readout)(h), batch.path)
 
     def step(params, opt_state, key):
