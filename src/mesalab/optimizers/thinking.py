@@ -15,7 +15,7 @@ or goal cell itself turns off. ``state_noise`` adds Gaussian noise to the hidden
 so a cell must actively restore its state each tick rather than carry analogue values that only had to survive
 the short distances of a 9×9 maze; ``update_prob`` < 1 updates a random subset of cells each tick, so the
 procedure cannot rely on exact timing. Measured (``benchmarks/results/maze-path-variants.json``): neither makes
-33×33 extrapolation reliable. Noise 0.2 gave 52% with seed 0 and 13% with seed 1, noise 0.1 36%, noise 0.3 7%,
+33×33 extrapolation reliable. Noise 0.2 gave 52%, 13% and 6% with seeds 0, 1 and 2, noise 0.1 36%, noise 0.3 7%,
 asynchronous updates (0.75) 2%, against 32% for the default; trained networks were already insensitive to
 update order on 9×9.
 
