@@ -396,7 +396,7 @@ def test_statefulness_sweep_stores_categorical_dial_values_and_reports_them(tmp_
 @pytest.mark.slow
 def test_extrapolation_sweep_end_to_end_resumes_and_renders(tmp_path):
     """`mesalab sweep extrapolation` on a tiny network: one cell per seed in DuckDB, accuracy per (size, tick), a
-    re-run trains nothing, other settings are refused with a one-line error, and the report's figures load."""
+    re-run trains nothing (also for a folder whose stored config predates a config key), other settings are refused with a one-line error, and the report's figures load."""
     import json
     import subprocess
     import sys
@@ -420,6 +420,10 @@ def test_extrapolation_sweep_end_to_end_resumes_and_renders(tmp_path):
     finally:
         con.close()
     mtime = (out / "sweep.duckdb").stat().st_mtime
+    meta = json.loads((out / "sweep.json").read_text())  # as written before these config keys existed
+    for key in ("state_noise", "update_prob"):
+        del meta["config"][key]
+    (out / "sweep.json").write_text(json.dumps(meta))
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "13×13" in again.stdout
     other = subprocess.run(args[:-1] + [str(out)] + ["--mazes", "11"], capture_output=True, text=True, timeout=600)

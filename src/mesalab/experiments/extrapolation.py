@@ -68,6 +68,8 @@ def run_extrapolation(out: Path | None, seeds: list[int], overrides: dict | None
     meta = {"kind": PRESET, "preset": PRESET, **settings}
     if (out / "sweep.json").exists():
         old = load_sweep_config(out)
+        # Compare resolved configs, so a folder written before a config key existed resumes with that key's default.
+        old["config"] = ThinkingConfig.from_dict(old.get("config") or {}).to_dict()
         if any(old.get(k) != v for k, v in meta.items()):
             raise ConfigError(f"{out} holds an extrapolation sweep with other settings; pass a new --out or the "
                               f"same settings to resume it")
