@@ -136,6 +136,44 @@ def test_training_ticks_perturb_only_as_configured():
     assert abs(noisy.mean()) < 0.015 and abs(noisy.std() - 0.3) < 0.01  # ~5000 draws
 
 
+def test_anytime_and_worst_cell_losses_have_known_values():
+    """The anytime path loss scores only path cells (softplus(-logit) averaged over readouts and path cells); the
+    worst-cell term adds each maze's largest per-cell cross-entropy; with weight 0 the loss is the plain mean."""
+    from mesalab.optimizers.thinking import anytime_path_loss, path_loss
+
+    path = jnp.array([[[True, False], [False, False]], [[True, True], [False, False]]])  # 3 path cells, 2 mazes
+    logits = jnp.zeros((2, 2, 2), jnp.float32)  # every cell undecided: BCE = log 2
+    np.testing.assert_allclose(path_loss(logits, path), np.log(2), rtol=1e-6)
+    np.testing.assert_allclose(path_loss(logits, path, worst_cell_weight=0.5), 1.5 * np.log(2), rtol=1e-6)
+    wrong = logits.at[1, 1, 1].set(-3.0)  # off-path cell confidently right: BCE softplus(-3)
+    worst = np.mean([np.log(2), np.log(2)])
+    np.testing.assert_allclose(path_loss(wrong, path, 1.0),
+                               (7 * np.log(2) + np.log1p(np.exp(-3.0))) / 8 + worst, rtol=1e-6)
+    readouts = jnp.stack([jnp.full((2, 2, 2), 20.0), jnp.full((2, 2, 2), -20.0)])  # tick 1 all on, tick 2 all off
+    # off-path cells are never scored; each path cell costs ~0 at the first readout and ~20 at the second
+    np.testing.assert_allclose(anytime_path_loss(readouts, path), 10.0, rtol=1e-6)
+
+
+def test_training_ticks_with_readouts_are_the_same_ticks():
+    """Reading out every k-th tick (for the anytime loss) changes nothing about the ticks themselves, and the k-th
+    readout is the head applied to the state after 3k ticks of the model's own loop."""
+    from mesalab.optimizers.thinking import _run_ticks
+    from mesalab.tasks.maze_path import sample_batch
+
+    _, model = small_thinker()
+    image = sample_batch(jax.random.PRNGKey(2), 3, 9).image
+    h0 = jax.vmap(model.initial_state)(image)
+    key = jax.random.PRNGKey(4)
+    plain, none = _run_ticks(model, h0, image, 7, key, state_noise=0.1)
+    h, readouts = _run_ticks(model, h0, image, 7, key, state_noise=0.1, readout_every=3)
+    assert none is None and readouts.shape == (2, 3, 9, 9)
+    np.testing.assert_allclose(h, plain, rtol=1e-5, atol=1e-5)
+    _, readouts = _run_ticks(model, h0, image, 7, key, readout_every=3)  # noiseless: the model's own ticks
+    for i in range(3):
+        logits, _ = model(image[i], ticks=6)
+        np.testing.assert_allclose(readouts[:, i], logits[jnp.array([2, 5])], rtol=1e-4, atol=1e-4)
+
+
 def test_solved_per_tick_agrees_with_the_model_call():
     from mesalab.diagnostics.compute_scaling import solved_per_tick
     from mesalab.tasks.maze_path import sample_batch
@@ -176,6 +214,10 @@ def test_thinking_config_errors_name_the_fix():
         ThinkingConfig.from_dict({"update_prob": 0.0})
     with pytest.raises(ConfigError, match="state_noise"):
         ThinkingConfig.from_dict({"state_noise": -0.1})
+    with pytest.raises(ConfigError, match="anytime_every"):
+        ThinkingConfig.from_dict({"anytime_every": 0})
+    with pytest.raises(ConfigError, match="worst_cell_weight"):
+        ThinkingConfig.from_dict({"worst_cell_weight": -1.0})
     with pytest.raises(ConfigError, match="unknown config key"):
         ThinkingConfig.from_dict({"tick": 3})
 

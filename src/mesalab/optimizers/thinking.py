@@ -61,6 +61,13 @@ class ThinkingConfig(DictConfig, settings_name="maze-path"):
             cannot depend on exact timing, which favours rules that settle to a fixed point.
         state_noise: training only: standard deviation of Gaussian noise added to the hidden state after every
             tick, so a signal carried over many cells must be actively restored rather than slowly decay.
+        anytime_path_weight: weight of the *anytime path loss*: every ``anytime_every`` trained ticks (not only the
+            last), the cells of the shortest path must already read as on. An elimination procedure never turns a
+            path cell off, so this is a valid per-tick target; cells off the path are only scored at the last tick
+            (when they turn off depends on how far the fill has come). 0 turns it off.
+        anytime_every: ticks between the anytime path loss's readouts.
+        worst_cell_weight: weight of the per-maze worst cell's cross-entropy at the last tick, added to the mean over
+            cells: exact accuracy is decided by the worst cell, and the mean lets a few marginal cells hide.
         progressive: probability that a step trains from a detached intermediate state (0 = plain recall).
         near_fraction: fraction of training mazes whose start is a room adjacent to the goal's, so that most of
             the maze is dead ends to rule out (evaluation mazes always have uniform ends).
@@ -78,6 +85,9 @@ class ThinkingConfig(DictConfig, settings_name="maze-path"):
     ticks: int = 30
     update_prob: float = 1.0
     state_noise: float = 0.0
+    anytime_path_weight: float = 0.0
+    anytime_every: int = 3
+    worst_cell_weight: float = 0.0
     progressive: float = 0.5
     near_fraction: float = 0.0
     steps: int = 3000
@@ -90,7 +100,7 @@ class ThinkingConfig(DictConfig, settings_name="maze-path"):
 
     def validate(self) -> "ThinkingConfig":
         maze_path.check_size(self.size)
-        for f in ("width", "head_width", "ticks", "steps", "batch", "eval_every"):
+        for f in ("width", "head_width", "ticks", "steps", "batch", "eval_every", "anytime_every"):
             if int(getattr(self, f)) < 1:
                 raise ConfigError(f"{f} must be at least 1, got {getattr(self, f)!r}")
         for f in ("blocks", "pointwise"):
@@ -103,7 +113,8 @@ class ThinkingConfig(DictConfig, settings_name="maze-path"):
             raise ConfigError(f"update_prob must be in (0, 1], got {self.update_prob!r}")
         if not 0 < self.lr < 1:
             raise ConfigError(f"lr must be in (0, 1), got {self.lr!r}")
-        for f in ("warmup", "max_grad_norm", "weight_decay", "state_noise"):
+        for f in ("warmup", "max_grad_norm", "weight_decay", "state_noise", "anytime_path_weight",
+                  "worst_cell_weight"):
             if getattr(self, f) < 0:
                 raise ConfigError(f"{f} must be >= 0, got {getattr(self, f)!r}")
         return self
@@ -115,9 +126,22 @@ def init_model(config: ThinkingConfig, key: jax.Array) -> RecallThinker:
                          config.pointwise, config.gated, key=key)
 
 
-def path_loss(logits: jax.Array, path: jax.Array) -> jax.Array:
-    """Mean per-cell binary cross-entropy of path logits ``[B, S, S]`` against the mask."""
-    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, path.astype(jnp.float32)))
+def path_loss(logits: jax.Array, path: jax.Array, worst_cell_weight: float = 0.0) -> jax.Array:
+    """Mean per-cell binary cross-entropy of path logits ``[B, S, S]`` against the mask, plus (when
+    ``worst_cell_weight`` > 0) that weight times the mean over mazes of each maze's largest per-cell cross-entropy."""
+    bce = optax.sigmoid_binary_cross_entropy(logits, path.astype(jnp.float32))
+    loss = jnp.mean(bce)
+    if worst_cell_weight > 0.0:
+        loss = loss + worst_cell_weight * jnp.mean(jnp.max(bce, axis=(-2, -1)))
+    return loss
+
+
+def anytime_path_loss(logits: jax.Array, path: jax.Array) -> jax.Array:
+    """Cross-entropy of "on" over the path's cells only, averaged over readouts ``logits[K, B, S, S]`` and path
+    cells: the path must read as on at every scored tick, whatever the fill has reached."""
+    on = path.astype(jnp.float32)[None]
+    bce = optax.sigmoid_binary_cross_entropy(logits, jnp.ones_like(logits))
+    return jnp.sum(bce * on) / (logits.shape[0] * jnp.maximum(jnp.sum(on), 1.0))
 
 
 def training_tick(model: RecallThinker, h: jax.Array, image: jax.Array, key: jax.Array,
@@ -136,13 +160,29 @@ def training_tick(model: RecallThinker, h: jax.Array, image: jax.Array, key: jax
 
 
 def _run_ticks(model: RecallThinker, h: jax.Array, image: jax.Array, n: int, key: jax.Array,
-               update_prob: float = 1.0, state_noise: float = 0.0) -> jax.Array:
-    """``n`` training ticks in a ``lax.scan`` (see the module notes on speed), batched over the leading axis."""
-    def body(h, k):
-        return training_tick(model, h, image, k, update_prob, state_noise), None
+               update_prob: float = 1.0, state_noise: float = 0.0, readout_every: int = 0):
+    """``n`` training ticks in a ``lax.scan`` (see the module notes on speed), batched over the leading axis.
 
-    h, _ = jax.lax.scan(body, h, jax.random.split(key, n))
-    return h
+    Returns ``(h, readouts)``: with ``readout_every`` > 0, ``readouts`` ``[n // readout_every, B, S, S]`` are the
+    logits after every ``readout_every``-th tick (else ``None``)."""
+    keys = jax.random.split(key, n)
+    if readout_every <= 0:
+        def body(h, k):
+            return training_tick(model, h, image, k, update_prob, state_noise), None
+
+        h, _ = jax.lax.scan(body, h, keys)
+        return h, None
+    groups = n // readout_every
+
+    def group(h, ks):
+        for j in range(readout_every):
+            h = training_tick(model, h, image, ks[j], update_prob, state_noise)
+        return h, jax.vmap(model.readout)(h)
+
+    h, readouts = jax.lax.scan(group, h, keys[:groups * readout_every].reshape(groups, readout_every, -1))
+    for k in keys[groups * readout_every:]:
+        h = training_tick(model, h, image, k, update_prob, state_noise)
+    return h, readouts
 
 
 def _optimizer(config: ThinkingConfig):
@@ -169,8 +209,13 @@ def make_step(config: ThinkingConfig, static):
                                                                 config.update_prob, config.state_noise),
                               jax.lax.stop_gradient(h0))
         h = jnp.where(n > 0, h, h0)
-        h = _run_ticks(model, h, batch.image, config.ticks, k_ticks, config.update_prob, config.state_noise)
-        return path_loss(jax.vmap(model.readout)(h), batch.path)
+        every = config.anytime_every if config.anytime_path_weight > 0 else 0
+        h, readouts = _run_ticks(model, h, batch.image, config.ticks, k_ticks, config.update_prob, config.state_noise,
+                                 every)
+        loss = path_loss(jax.vmap(model.readout)(h), batch.path, config.worst_cell_weight)
+        if readouts is not None:
+            loss = loss + config.anytime_path_weight * anytime_path_loss(readouts, batch.path)
+        return loss
 
     def step(params, opt_state, key):
         loss, grads = jax.value_and_grad(loss_fn)(params, key)
