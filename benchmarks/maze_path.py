@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=None, help="JSON file of ThinkingConfig overrides")
     ap.add_argument("--model", default=None, help="evaluate this saved model instead of training")
     ap.add_argument("--sizes", default="9,13,21,33")
-    ap.add_argument("--max-ticks", type=int, default=200)
+    ap.add_argument("--max-ticks", type=int, default=400)
     ap.add_argument("--mazes", type=int, default=200, help="unseen mazes per size")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

@@ -172,6 +172,8 @@ def test_training_ticks_with_readouts_are_the_same_ticks():
     for i in range(3):
         logits, _ = model(image[i], ticks=6)
         np.testing.assert_allclose(readouts[:, i], logits[jnp.array([2, 5])], rtol=1e-4, atol=1e-4)
+    _, last = _run_ticks(model, h0, image, 2, key, readout_every=3)  # fewer ticks than the spacing: the last one
+    np.testing.assert_allclose(last[0], jax.vmap(model.readout)(_run_ticks(model, h0, image, 2, key)[0]), atol=1e-5)
 
 
 def test_solved_per_tick_agrees_with_the_model_call():
@@ -438,7 +440,9 @@ def test_statefulness_sweep_stores_categorical_dial_values_and_reports_them(tmp_
 @pytest.mark.slow
 def test_extrapolation_sweep_end_to_end_resumes_and_renders(tmp_path):
     """`mesalab sweep extrapolation` on a tiny network: one cell per seed in DuckDB, accuracy per (size, tick), a
-    re-run trains nothing (also for a folder whose stored config predates a config key), other settings are refused with a one-line error, and the report's figures load."""
+    re-run trains nothing (also for a folder whose stored config predates a config key, if it trained as asked;
+    one that trained otherwise is refused), other settings are refused with a one-line error, and the report's
+    figures load."""
     import json
     import subprocess
     import sys
@@ -446,9 +450,11 @@ def test_extrapolation_sweep_end_to_end_resumes_and_renders(tmp_path):
     import duckdb
     from conftest import figures_loaded_in_chromium
 
+    from mesalab.optimizers.thinking import ADDED_KEYS_AS_BEFORE
+
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps({"width": 8, "ticks": 3, "blocks": 0, "pointwise": 1, "head_width": 4,
-                               "eval_every": 2, "batch": 4}))
+                               "eval_every": 2, "batch": 4, "anytime_path_weight": 1.0}))
     out = tmp_path / "ex"
     args = [sys.executable, "-m", "mesalab", "sweep", "extrapolation", "--seeds", "2", "--steps", "4", "--config",
             str(cfg), "--sizes", "9,13", "--max-ticks", "6", "--mazes", "10", "--out", str(out)]
@@ -462,14 +468,21 @@ def test_extrapolation_sweep_end_to_end_resumes_and_renders(tmp_path):
     finally:
         con.close()
     mtime = (out / "sweep.duckdb").stat().st_mtime
-    meta = json.loads((out / "sweep.json").read_text())  # as written before these config keys existed
-    for key in ("state_noise", "update_prob"):
-        del meta["config"][key]
+    meta = json.loads((out / "sweep.json").read_text())
+    # as written before the later config keys existed, by a version that trained as this config does
+    for key, before in ADDED_KEYS_AS_BEFORE.items():
+        if meta["config"][key] == before:
+            del meta["config"][key]
     (out / "sweep.json").write_text(json.dumps(meta))
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "13×13" in again.stdout
     other = subprocess.run(args[:-1] + [str(out)] + ["--mazes", "11"], capture_output=True, text=True, timeout=600)
     assert other.returncode == 2 and "other settings" in other.stderr + other.stdout
+    # an old folder without anytime_path_weight was trained without that loss: it is not this sweep
+    del meta["config"]["anytime_path_weight"]
+    (out / "sweep.json").write_text(json.dumps(meta))
+    older = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert older.returncode == 2 and "other settings" in older.stderr + older.stdout
     assert (out / "checkpoints" / "seed_1.eqx").exists() and mtime <= (out / "sweep.duckdb").stat().st_mtime
     loaded, total = figures_loaded_in_chromium(out / "report.html", tmp_path)
     assert loaded == total == 2

@@ -59,7 +59,7 @@ def run_extrapolation(out: Path | None, seeds: list[int], overrides: dict | None
     from mesalab.diagnostics.compute_scaling import maze_path_compute_scaling
     from mesalab.experiments.store import commit_batch, finished_cells, open_sweep
     from mesalab.experiments.sweep import load_sweep_config
-    from mesalab.optimizers.thinking import ThinkingConfig, make_train, save_model
+    from mesalab.optimizers.thinking import ThinkingConfig, make_train, save_model, stored_config
     from mesalab.results.files import write_json_atomic
     from mesalab.results.provenance import now, versions
 
@@ -68,8 +68,9 @@ def run_extrapolation(out: Path | None, seeds: list[int], overrides: dict | None
     meta = {"kind": PRESET, "preset": PRESET, **settings}
     if (out / "sweep.json").exists():
         old = load_sweep_config(out)
-        # Compare resolved configs, so a folder written before a config key existed resumes with that key's default.
-        old["config"] = ThinkingConfig.from_dict(old.get("config") or {}).to_dict()
+        # Compare resolved configs: a folder written before a config key existed resumes if it was trained as the
+        # requested config would be (the key's value then was what ADDED_KEYS_AS_BEFORE records).
+        old["config"] = stored_config(old.get("config") or {}).to_dict()
         if any(old.get(k) != v for k, v in meta.items()):
             raise ConfigError(f"{out} holds an extrapolation sweep with other settings; pass a new --out or the "
                               f"same settings to resume it")
