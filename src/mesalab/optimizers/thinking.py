@@ -18,9 +18,9 @@ Why it is needed: a network trained on the last tick alone learns dead-end filli
 its neighbours then look like a dead-end tip, the fill rule erases the path in both directions at one cell per tick,
 and finally the isolated start and goal cells turn off too. On 9×9 such a lapse is never penalised as long as the
 last tick is right; the anytime loss penalises it at every readout. Measured (``benchmarks/results/
-maze-path-variants.json``, 100 unseen 33×33 mazes, best tick): 96%, 71% and {ANY2} with seeds 0, 1, 2, against 32%
+maze-path-variants.json``, 100 unseen 33×33 mazes, best tick): 96%, 71% and 100% with seeds 0, 1, 2, against 32%
 for the last-tick loss alone (seventeen earlier runs over widths, gating and perturbations: 0-52%). The readouts
-cost about 30% more time per step (3000 steps: 25-28 minutes on one core with the other core busy).
+cost about 30% more time per step (3000 steps: 25-30 minutes on one core with the other core busy).
 
 ``worst_cell_weight`` adds each maze's largest per-cell cross-entropy at the last tick (off by default): 68% and 37%
 on 33×33 with seeds 0 and 1, so it does not make extrapolation reliable by itself.
