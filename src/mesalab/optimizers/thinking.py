@@ -3,10 +3,10 @@
 
 Every step draws a fresh batch of ``size``×``size`` mazes (unlimited data) and minimises the per-cell binary
 cross-entropy of the path mask read out after ``ticks`` ticks (plus the anytime path loss below). *Progressive
-training* (the incremental-progress loss of Bansal et al., in a single-chain form): with probability ``progressive`` a step first runs a random
-number n ∈ [1, ticks] of ticks without gradient and then trains the next ``ticks`` ticks from that detached
-state, so the network must make progress from any of its own intermediate states rather than memorise a
-fixed-length schedule. This is what lets it keep improving when given more ticks than it was trained with.
+training* (the incremental-progress loss of Bansal et al., in a single-chain form): with probability
+``progressive`` a step first runs a random number n ∈ [1, ticks] of ticks without gradient and then trains the
+next ``ticks`` ticks from that detached state, so the network must make progress from any of its own intermediate
+states rather than memorise a fixed-length schedule. This is what lets it keep improving when given more ticks than it was trained with.
 
 *The anytime path loss* (on by default, ``anytime_path_weight=1``) is what makes the network extrapolate to big
 mazes. Every ``anytime_every`` trained ticks the head is read out and the cells of the path are scored as "on"
