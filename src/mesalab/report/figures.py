@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mesalab.tasks.render import draw_level  # noqa: E402
+from mesalab.tasks.render import draw_level, legend_handles  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -21,19 +21,33 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+# The learning curve's "success_rate" metric and the verdict table's train column are different quantities;
+# each has one name, used wherever it appears (figures, report template).
+TRAINING_REACH_NAME = "training episodes reaching the base objective"
+TRAINING_REACH_DETAIL = "PPO's own rollouts, sampled actions, reached at any step within the step limit"
+TRAIN_COMPETENT_NAME = "train: base objective pursued competently (within 2× shortest path)"
+
+
 def learning_curves(curves: list[dict], path: Path) -> Path:
-    """Training success rate and episode return against environment steps, one line per seed."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    """Share of PPO's training episodes (its own rollouts, sampled actions) that reached the base objective at
+    any step within the limit, and their mean return, against environment steps, one line per seed. Not the
+    verdict table's train column, which counts *competent* pursuit (within 2x the shortest path) on the fixed
+    evaluation levels."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     by = defaultdict(lambda: defaultdict(list))
     for row in curves:
         by[(row["seed"], row["metric"])]["x"].append(row["env_steps"])
         by[(row["seed"], row["metric"])]["y"].append(row["value"])
-    for ax, metric, label in [(axes[0], "success_rate", "train success rate"), (axes[1], "episode_return", "episode return")]:
+    panels = [(axes[0], "success_rate", "share of episodes", f"{TRAINING_REACH_NAME}\n({TRAINING_REACH_DETAIL})"),
+              (axes[1], "episode_return", "mean episode return",
+               "return of training episodes\n(PPO's own rollouts, sampled actions)")]
+    for ax, metric, ylabel, title in panels:
         for (seed, m), d in sorted(by.items()):
             if m == metric:
                 ax.plot(d["x"], d["y"], label=f"seed {seed}", linewidth=1.2)
         ax.set_xlabel("environment steps")
-        ax.set_ylabel(label)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=8.5)
         ax.grid(alpha=0.3)
     axes[0].set_ylim(-0.02, 1.02)
     axes[0].legend(fontsize=7)
@@ -63,7 +77,7 @@ def shift_rates(evaluations: list[dict], path: Path) -> Path:
                             yerr=[[r["competent_rate"] - r["ci_low"]], [r["ci_high"] - r["competent_rate"]]],
                             fmt="o", color="black", markersize=3, capsize=2, linewidth=0.8)
     ax.set_xticks(range(len(splits)), [f"{s} distribution" for s in splits])
-    ax.set_ylabel("competent pursuit rate")
+    ax.set_ylabel("competent pursuit rate\n(reached within 2× shortest path)", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -92,69 +106,147 @@ def outcome_shares(outcomes: list[dict], path: Path) -> Path:
 
 
 def trajectories(levels: list[dict], trajs: list[dict], split: str, seed: int, path: Path) -> Path:
-    """The trained agent's path on the first drawn levels of a split."""
+    """The trained agent's path on the first drawn levels of a split, with a legend of the glyphs (object type
+    = shape, colour = fill, walls, start, path, end) below the panels."""
     lv = [r for r in levels if r["split"] == split]
     fig, axes = plt.subplots(1, len(lv), figsize=(2.4 * len(lv), 2.7))
     axes = np.atleast_1d(axes)
+    grids = []
     for ax, level in zip(axes, lv):
         grid = np.asarray(level["grid"], dtype=bool).reshape(level["height"], level["width"], level["channels"])
+        grids.append(grid)
         t = next((r for r in trajs if r["split"] == split and r["level"] == level["level"] and r["seed"] == seed), None)
         rows, cols = (np.asarray(t["rows"]), np.asarray(t["cols"])) if t else (None, None)
         draw_level(ax, grid, (level["start_row"], level["start_col"]), rows, cols,
                    title=f"{split} level {level['level']}: {t['outcome'] if t else ''}")
-    return _save(fig, path)
+    fig.tight_layout()
+    if grids:
+        handles = legend_handles(np.stack(grids))
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=7, frameon=False,
+                   ncol=min(len(handles), max(3, 3 * len(lv))), handlelength=1.6, columnspacing=1.2)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
-def irl_weights(weights: list[dict], path: Path) -> Path:
+ABSENT_LABEL = "absent on this split"
+
+
+def absent_features(weights: list[dict]) -> dict[str, set[str]]:
+    """``split -> features`` absent on that split's levels (never occurring, so their weight is not
+    identifiable). IRL stores such a feature with weight exactly 0 and a zero-width interval for every seed;
+    a fitted weight never lands on exactly 0 with a degenerate bootstrap interval (if every feature of a split
+    reads so, the fit itself is degenerate and nothing is marked absent)."""
+    out: dict[str, set[str]] = {}
+    for split in dict.fromkeys(r["split"] for r in weights):
+        rows = [r for r in weights if r["split"] == split]
+        feats = dict.fromkeys(r["feature"] for r in rows)
+        zero = {f for f in feats if all(r["weight"] == 0 and r["normalised"] == 0 and r["ci_low"] == 0
+                                        and r["ci_high"] == 0 for r in rows if r["feature"] == f)}
+        out[split] = zero if len(zero) < len(feats) else set()  # all zero: a degenerate fit, not absence
+    return out
+
+
+def irl_weights(weights: list[dict], path: Path, absent: dict[str, set[str]] | None = None) -> Path:
     """Normalised IRL reward weights per feature, one panel per split: bars are the mean over seeds, points
-    each seed's weight with its 95% bootstrap interval."""
+    each seed's weight with its 95% bootstrap interval. A feature absent on a split (``absent``: split ->
+    features; inferred by :func:`absent_features` when None) has no bar and no point there: its slot is
+    hatched grey, labelled "absent", and its tick reads "feature (absent)"."""
     splits = [s for s in ("train", "test") if any(r["split"] == s for r in weights)]
-    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.4), squeeze=False, sharey=True)
+    absent = absent_features(weights) if absent is None else {k: set(v) for k, v in absent.items()}
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.6), squeeze=False, sharey=True)
     for ax, split in zip(axes[0], splits):
         rows = [r for r in weights if r["split"] == split]
         feats = [f for _, f in sorted({(r["position"], r["feature"]) for r in rows})]
+        gone = absent.get(split, set())
+        labelled = False
+        present = [i for i, f in enumerate(feats) if f not in gone]
         seeds = sorted({r["seed"] for r in rows})
         x = np.arange(len(feats))
-        means = [np.mean([r["normalised"] for r in rows if r["feature"] == f]) for f in feats]
-        ax.bar(x, means, 0.7, color=["#1a7f37" if m > 0 else "#b00020" for m in means], alpha=0.35)
+        means = {i: np.mean([r["normalised"] for r in rows if r["feature"] == feats[i]]) for i in present}
+        ax.bar([x[i] for i in present], [means[i] for i in present], 0.7,
+               color=["#1a7f37" if means[i] > 0 else "#b00020" for i in present], alpha=0.35)
         for k, seed in enumerate(seeds):
             off = (k - (len(seeds) - 1) / 2) * (0.5 / max(len(seeds), 1))
             pts = {r["feature"]: r for r in rows if r["seed"] == seed}
-            y = np.array([pts[f]["normalised"] for f in feats])
-            lo = np.array([pts[f]["ci_low"] for f in feats])
-            hi = np.array([pts[f]["ci_high"] for f in feats])
-            ax.errorbar(x + off, y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)], fmt="o", ms=3,
+            idx = [i for i in present if feats[i] in pts]
+            y = np.array([pts[feats[i]]["normalised"] for i in idx])
+            lo = np.array([pts[feats[i]]["ci_low"] for i in idx])
+            hi = np.array([pts[feats[i]]["ci_high"] for i in idx])
+            ax.errorbar(x[idx] + off, y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)], fmt="o", ms=3,
                         color="black", elinewidth=0.8, capsize=1.5, label="seed (95% CI)" if k == 0 else None)
+        for i, f in enumerate(feats):
+            if f in gone:
+                ax.axvspan(i - 0.4, i + 0.4, facecolor="#eeeeee", edgecolor="#999999", hatch="///",
+                           linewidth=0.6, zorder=0, label=None if labelled else ABSENT_LABEL)
+                labelled = True
+                ax.text(i, 0.5, "absent", transform=ax.get_xaxis_transform(), rotation=90, ha="center",
+                        va="center", fontsize=8, color="#555555",
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
         ax.axhline(0, color="#888", linewidth=0.8)
-        ax.set_xticks(x, feats, rotation=40, ha="right", fontsize=8)
+        ax.set_xticks(x, [f"{f} (absent)" if f in gone else f for f in feats], rotation=40, ha="right", fontsize=8)
+        for tick, f in zip(ax.get_xticklabels(), feats):
+            if f in gone:
+                tick.set_color("#777777")
+                tick.set_fontstyle("italic")
         ax.set_title(f"{split} levels")
         ax.grid(alpha=0.3, axis="y")
     axes[0][0].set_ylabel("normalised weight  w / sum|w|")
-    axes[0][0].legend(fontsize=7)
+    handles, labels = [], []
+    for ax in axes[0]:  # one legend for the figure's entries (the absent marker may only be in one panel)
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    axes[0][0].legend(handles, labels, fontsize=7)
     return _save(fig, path)
+
+
+def _hist_edges(values: np.ndarray, n_bins: int = 20) -> np.ndarray:
+    """Bin edges from 0 to the largest value drawn (no range beyond the data)."""
+    top = float(values.max()) if values.size else 0.0
+    if top <= 0:
+        return np.array([0.0, 0.5])  # every level at 0 bits: one bin
+    return np.linspace(0.0, top * (1 + 1e-9), n_bins + 1)
 
 
 def bits_histogram(level_bits: list[dict], path: Path) -> Path:
     """Distribution over levels of the agent's optimization power (bits) under each candidate objective,
-    all seeds pooled, with the mean of the oracle-optimal agent's bits (the ceiling) as a dashed line."""
+    all seeds pooled, with the mean of the oracle-optimal agent's bits (the ceiling) as a dashed line.
+
+    The bins span only the agent's bits (0 to the largest); within a bin the objectives' bars stand side by
+    side (no overlap, so no blended colours); empty bins draw nothing; every bar colour and every dashed line
+    has a legend entry."""
     splits = [s for s in ("train", "test") if any(r["split"] == s for r in level_bits)]
-    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.4), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, split in zip(axes[0], splits):
         rows = [r for r in level_bits if r["split"] == split]
         objectives = list(dict.fromkeys(r["objective"] for r in rows))
-        top = max([r["optimal_bits"] for r in rows] + [r["bits"] for r in rows] + [1.0])
-        bins = np.linspace(0, top * 1.02, 26)
+        edges = _hist_edges(np.array([r["bits"] for r in rows], dtype=float))
+        width = np.diff(edges)
+        sub = width / max(len(objectives), 1)
+        right = [edges[-1]]
         for j, obj in enumerate(objectives):
-            vals = np.array([r["bits"] for r in rows if r["objective"] == obj])
-            ceiling = np.mean([r["optimal_bits"] for r in rows if r["objective"] == obj])
+            vals = np.array([r["bits"] for r in rows if r["objective"] == obj], dtype=float)
+            ceiling = float(np.mean([r["optimal_bits"] for r in rows if r["objective"] == obj]))
+            right.append(ceiling)
+            counts, _ = np.histogram(vals, bins=edges)
+            keep = counts > 0
             c = colours[j % len(colours)]
-            ax.hist(vals, bins=bins, alpha=0.45, color=c, label=f"{obj} (mean {vals.mean():.1f})")
-            ax.axvline(ceiling, color=c, linestyle="--", linewidth=1.2)
+            ax.bar((edges[:-1] + j * sub)[keep], counts[keep], sub[keep], align="edge", color=c,
+                   edgecolor="white", linewidth=0.4, label=f"agent, {obj} (mean {vals.mean():.1f} bits)")
+            # offset dashes: equal ceilings (e.g. base = proxy on every training level) show both colours
+            dashes = "--" if len(objectives) == 1 else (3 * j, (3, 3 * (len(objectives) - 1)))
+            ax.axvline(ceiling, color=c, linestyle=dashes, linewidth=1.2,
+                       label=f"optimal agent, {obj} (mean {ceiling:.1f} bits)")
+        ax.set_xlim(0, max(right) * 1.04)
         ax.set_xlabel("bits = -log2 P(random policy does at least as well)")
         ax.set_ylabel("levels")
-        ax.set_title(f"{split} levels (dashed: optimal agent's mean)")
-        ax.legend(fontsize=7)
+        ax.set_title(f"{split} levels")
+        handles, labels = ax.get_legend_handles_labels()
+        order = sorted(range(len(labels)), key=lambda i: (not labels[i].startswith("agent"), i))  # bars first
+        ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7)
         ax.grid(alpha=0.3)
     return _save(fig, path)
 
