@@ -26,15 +26,26 @@ from mesalab.runner import EvalSettings, SeedResult, train_and_evaluate
 N_DRAWN_LEVELS = 4
 
 
-def prepare_run_dir(out: Path | None, task: str) -> Path:
+def prepare_run_dir(out: Path | None, task: str, create: bool = True) -> Path:
+    """The run folder (default ``runs/TASK-TIME``), checked before anything is written: it must be a folder that
+    can be written (not an existing file, a read-only place or under a file) and must not hold a finished run or a
+    sweep. Created unless ``create`` is false (the CLI checks it before starting any work)."""
+    from mesalab.errors import check_output_dir
+
     if out is None:
         import datetime as dt
 
         out = Path("runs") / f"{task}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    out = Path(out)
+    out = check_output_dir(out)
     if (out / "results.duckdb").exists():
         raise ConfigError(f"{out} already holds a finished run; pass a new --out folder")
-    out.mkdir(parents=True, exist_ok=True)
+    if (out / "sweep.json").exists():
+        raise ConfigError(f"{out} holds a sweep, not a run; pass a new --out folder")
+    if create:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--out {out} cannot be created ({e.strerror or e}); pass a folder you can write to") from None
     return out
 
 

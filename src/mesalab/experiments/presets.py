@@ -260,8 +260,39 @@ def configured_preset(name: str, overrides: dict | None = None, eval_overrides: 
         raise ConfigError(f"{fixed} are set per dial value by preset {name!r} (e.g. equal parameters); "
                           f"remove them from the overrides")
     eval_overrides = dict(eval_overrides or {})
-    unknown = sorted(set(eval_overrides) - {f.name for f in dataclasses.fields(EvalPlan)})
+    unknown = sorted(set(eval_overrides) - {f.name for f in dataclasses.fields(EvalPlan)}, key=str)
     if unknown:
         raise ConfigError(f"unknown evaluation setting(s) {unknown}")
-    return dataclasses.replace(preset, base={**preset.base, **overrides},
-                               eval=dataclasses.replace(preset.eval, **eval_overrides))
+    plan = check_eval_plan(dataclasses.replace(preset.eval, **eval_overrides), explicit=eval_overrides)
+    return dataclasses.replace(preset, base={**preset.base, **overrides}, eval=plan)
+
+
+# Allowed evaluation settings of a sweep cell. A batch evaluates up to BATCH_WIDTH (8) cells at once, one episode
+# per level, so the levels per split are bounded to keep that within memory.
+EVAL_RANGES = {
+    "episodes": (1, 20_000),
+    "irl_levels": (0, 20_000),
+    "bootstrap": (10, 100_000),
+    "drawn_levels": (0, 100),
+}
+MAX_TEST_TICKS = 256
+
+
+def check_eval_plan(plan: EvalPlan, explicit=()) -> EvalPlan:
+    """``plan`` if every setting has the right type and range (one-line :class:`ConfigError` otherwise). The IRL
+    levels and drawn trajectories are taken from the evaluation levels, so those set ``explicit``-ly may not exceed
+    ``episodes`` (a preset's own values are cut to the levels there are, as before)."""
+    from mesalab.optimizers.config import Range, check_setting
+
+    for name, (lo, hi) in EVAL_RANGES.items():
+        check_setting(name, getattr(plan, name), int, Range(lo, hi), "evaluation setting")
+    for name in ("irl_levels", "drawn_levels"):
+        if name in explicit and getattr(plan, name) > plan.episodes:
+            raise ConfigError(f"evaluation setting {name}={getattr(plan, name)} exceeds the {plan.episodes} evaluation "
+                              f"levels per split (episodes); lower it or raise episodes")
+    ticks = plan.test_ticks
+    if not isinstance(ticks, (tuple, list)):
+        raise ConfigError(f"evaluation setting test_ticks must be a list of tick counts, got {ticks!r}")
+    for t in ticks:
+        check_setting("test_ticks", t, int, Range(1, MAX_TEST_TICKS), "evaluation setting")
+    return plan

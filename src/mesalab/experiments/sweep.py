@@ -46,14 +46,13 @@ def load_sweep_config(sweep_dir: Path) -> dict:
     return meta
 
 
-def prepare_sweep_dir(preset: Preset, seeds: list[int], out: Path | None, overrides: dict,
-                      eval_overrides: dict) -> tuple[Path, dict]:
-    from mesalab.results.files import write_json_atomic
+def check_sweep_dir(preset: Preset, out: Path | None, overrides: dict, eval_overrides: dict) -> Path:
+    """The sweep folder (default ``sweeps/PRESET``), checked before anything is written: a folder that can be
+    written (not an existing file, a read-only place or under a file), holding nothing yet, or a sweep of this
+    preset run with the same settings (which is then resumed), never a run or another kind of sweep."""
+    from mesalab.errors import check_output_dir
 
-    if out is None:
-        out = Path("sweeps") / preset.name
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(Path("sweeps") / preset.name if out is None else out)
     if (out / SWEEP_JSON).exists():
         meta = load_sweep_config(out)
         if meta["preset"] != preset.name:
@@ -62,6 +61,35 @@ def prepare_sweep_dir(preset: Preset, seeds: list[int], out: Path | None, overri
         if before != (overrides, eval_overrides):
             raise ConfigError(f"{out} was run with settings {before[0] | before[1]}, not {overrides | eval_overrides}; "
                               "repeat its options to resume it, or pass a new --out")
+    elif (out / "results.duckdb").exists():
+        raise ConfigError(f"{out} holds a run, not a sweep; pass a new --out folder")
+    return out
+
+
+def check_sweep_inputs(preset_name: str, seeds: list[int], out: Path | None = None, backend: str = "local",
+                       overrides: dict | None = None, eval_overrides: dict | None = None) -> tuple[Preset, list, Path]:
+    """Every input of :func:`run_sweep` checked before anything is written, started or displayed (one-line
+    :class:`ConfigError` naming the fix): backend, preset, overrides, every cell's config, the seeds and the
+    folder. Returns ``(configured preset, its cells, sweep folder)``."""
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"unknown backend {backend!r}; use --backend local or --backend ray")
+    overrides, eval_overrides = dict(overrides or {}), dict(eval_overrides or {})
+    preset = configured_preset(preset_name, overrides, eval_overrides)
+    all_cells = cells(preset, seeds)  # validates seeds and every cell's config
+    return preset, all_cells, check_sweep_dir(preset, out, overrides, eval_overrides)
+
+
+def prepare_sweep_dir(preset: Preset, seeds: list[int], out: Path | None, overrides: dict,
+                      eval_overrides: dict) -> tuple[Path, dict]:
+    from mesalab.results.files import write_json_atomic
+
+    out = check_sweep_dir(preset, out, overrides, eval_overrides)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out} cannot be created ({e.strerror or e}); pass a folder you can write to") from None
+    if (out / SWEEP_JSON).exists():
+        meta = load_sweep_config(out)
         meta["seeds"] = sorted(set(meta["seeds"]) | set(seeds))
         meta.setdefault("resumed", []).append(now())
     else:
@@ -136,11 +164,8 @@ def run_sweep(preset_name: str, seeds: list[int], out: Path | None = None, backe
     from mesalab.optimizers import PPOConfig
     from mesalab.runner import default_workers
 
-    if backend not in ("local", "ray"):
-        raise ConfigError(f"unknown backend {backend!r}; use --backend local or --backend ray")
     overrides, eval_overrides = dict(overrides or {}), dict(eval_overrides or {})
-    preset = configured_preset(preset_name, overrides, eval_overrides)
-    all_cells = cells(preset, seeds)  # validates seeds and every cell's config
+    preset, all_cells, _ = check_sweep_inputs(preset_name, seeds, out, backend, overrides, eval_overrides)
     sweep_dir, meta = prepare_sweep_dir(preset, seeds, out, overrides, eval_overrides)
     con = open_sweep(sweep_dir)
     try:

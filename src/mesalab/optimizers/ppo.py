@@ -18,7 +18,7 @@ import optax
 from mesalab.data_dials import PPO_DATA_DIALS
 from mesalab.errors import ConfigError, TrainingDivergedError
 from mesalab.models import MODELS, make_model
-from mesalab.optimizers.config import DictConfig
+from mesalab.optimizers.config import DictConfig, Range
 from mesalab.tasks import get_task
 from mesalab.tasks.grid import EnvParams
 
@@ -82,13 +82,40 @@ class PPOConfig(DictConfig, settings_name="PPO"):
     def num_updates(self) -> int:
         return self.total_steps // self.steps_per_update
 
+    # Allowed values of every numeric setting (checked by ``check_fields``: type, finite, range). The upper ends
+    # keep a run within memory and time: at most 1e9 environment steps, and one update's rollout buffer
+    # (num_envs * rollout_len <= MAX_STEPS_PER_UPDATE steps of observations).
+    RANGES = {
+        "total_steps": Range(1, 1_000_000_000),
+        "num_envs": Range(1, 16_384),
+        "rollout_len": Range(1, 4096),
+        "update_epochs": Range(1, 100),
+        "num_minibatches": Range(1, 4096),
+        "lr": Range(0.0, 1.0, lo_open=True, hi_open=True),
+        "gamma": Range(0.0, 1.0, lo_open=True),
+        "gae_lambda": Range(0.0, 1.0, lo_open=True),
+        "clip_eps": Range(0.0, 1.0, lo_open=True),
+        "ent_coef": Range(0.0, 100.0),
+        "vf_coef": Range(0.0, 100.0),
+        "max_grad_norm": Range(0.0, 1e6),
+        "weight_decay": Range(0.0, 100.0),
+        "width": Range(1, 4096),
+        "depth": Range(1, 64),
+        "n_levels": Range(0, 100_000),
+        "pool_size": Range(1, 65_536),
+        "level_seed": Range(0, 2**31 - 1),
+        "train_alpha": Range(0.0, 1.0, also=(-1.0,)),
+        "ticks": Range(1, 256),
+        "channels": Range(1, 1024),
+    }
+    MAX_STEPS_PER_UPDATE = 2**19
+
     def validate(self) -> "PPOConfig":
+        self.check_fields()
         get_task(self.task)
-        positive = ["total_steps", "num_envs", "rollout_len", "update_epochs", "num_minibatches", "pool_size",
-                    "width", "depth", "ticks", "channels"]
-        for name in positive:
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.steps_per_update > self.MAX_STEPS_PER_UPDATE:
+            raise ConfigError(f"num_envs*rollout_len={self.steps_per_update} exceeds {self.MAX_STEPS_PER_UPDATE} steps "
+                              f"per update (memory); lower num_envs or rollout_len")
         if self.total_steps < self.steps_per_update:
             raise ConfigError(
                 f"total_steps={self.total_steps} is less than one update "
@@ -96,17 +123,6 @@ class PPOConfig(DictConfig, settings_name="PPO"):
             )
         if (self.num_envs * self.rollout_len) % self.num_minibatches:
             raise ConfigError("num_envs*rollout_len must be divisible by num_minibatches; change num_minibatches")
-        for name in ["lr", "gamma", "gae_lambda", "clip_eps"]:
-            v = float(getattr(self, name))
-            if not (0 < v <= 1 if name != "lr" else 0 < v < 1):
-                raise ConfigError(f"{name} must be in (0, 1], got {v!r}")
-        for name in ["ent_coef", "vf_coef", "max_grad_norm", "weight_decay"]:
-            if float(getattr(self, name)) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.n_levels < 0:
-            raise ConfigError(f"n_levels must be >= 0 (0 = unlimited), got {self.n_levels}")
-        if not (self.train_alpha == -1.0 or 0.0 <= self.train_alpha <= 1.0):
-            raise ConfigError(f"train_alpha must be in [0, 1] (or -1 for the task's own), got {self.train_alpha!r}")
         if self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
         if self.recurrent and self.num_envs % self.num_minibatches:

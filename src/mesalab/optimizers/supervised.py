@@ -10,7 +10,7 @@ import optax
 
 from mesalab.errors import ConfigError
 from mesalab.models.transformer import ICLTransformer
-from mesalab.optimizers.config import DictConfig
+from mesalab.optimizers.config import DictConfig, Range
 from mesalab.tasks.icl_regression import make_regression_distribution, sample_regression
 
 
@@ -32,14 +32,30 @@ class ICLConfig(DictConfig, settings_name="ICLConfig"):
     init_scale: float = 0.02
     shuffle_targets: bool = False  # control: targets permuted across sequences (nothing to learn in context)
 
-    def validate(self) -> "ICLConfig":
-        for f in ("dim", "n_context", "layers", "heads", "steps", "batch"):
-            if getattr(self, f) < 1:
-                raise ConfigError(f"{f} must be at least 1, got {getattr(self, f)}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
-        return self
+    # Allowed values of every numeric setting (checked by ``check_fields``: type, finite, range); the attention
+    # scores of one step (batch * heads * (n_context+1)^2 numbers per layer) are also bounded (MAX_ATTENTION).
+    RANGES = {
+        "dim": Range(1, 1024),
+        "n_context": Range(1, 4096),
+        "noise_std": Range(0.0, 1000.0),
+        "x_scale": Range(0.0, 1000.0, lo_open=True),
+        "w_scale": Range(0.0, 1000.0, lo_open=True),
+        "layers": Range(1, 64),
+        "heads": Range(1, 64),
+        "steps": Range(1, 10_000_000),
+        "batch": Range(1, 65_536),
+        "lr": Range(0.0, 1.0, lo_open=True, hi_open=True),
+        "init_scale": Range(0.0, 10.0, lo_open=True),
+    }
+    MAX_ATTENTION = 2**30
 
+    def validate(self) -> "ICLConfig":
+        self.check_fields()
+        scores = self.batch * self.heads * (self.n_context + 1) * (self.n_context + 1 + self.dim + 1)
+        if scores > self.MAX_ATTENTION:
+            raise ConfigError(f"batch*heads*(n_context+1)*(n_context+dim+2) = {scores} exceeds {self.MAX_ATTENTION} "
+                              f"(memory of one step); lower batch, heads, n_context or dim")
+        return self
 
 
 def init_model(config: ICLConfig, key: jax.Array) -> ICLTransformer:

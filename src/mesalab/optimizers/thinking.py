@@ -54,7 +54,7 @@ import optax
 from mesalab.diagnostics.compute_scaling import solved_per_tick
 from mesalab.errors import ConfigError, TrainingDivergedError
 from mesalab.models.thinking import RecallThinker
-from mesalab.optimizers.config import DictConfig
+from mesalab.optimizers.config import DictConfig, Range
 from mesalab.tasks import maze_path
 
 
@@ -111,27 +111,41 @@ class ThinkingConfig(DictConfig, settings_name="maze-path"):
     weight_decay: float = 0.0
     eval_every: int = 100
 
-    def validate(self) -> "ThinkingConfig":
-        maze_path.check_size(self.size)
-        for f in ("width", "head_width", "ticks", "steps", "batch", "eval_every", "anytime_every"):
-            if int(getattr(self, f)) < 1:
-                raise ConfigError(f"{f} must be at least 1, got {getattr(self, f)!r}")
-        for f in ("blocks", "pointwise"):
-            if int(getattr(self, f)) < 0:
-                raise ConfigError(f"{f} must be >= 0, got {getattr(self, f)!r}")
-        for f in ("progressive", "near_fraction"):
-            if not 0.0 <= getattr(self, f) <= 1.0:
-                raise ConfigError(f"{f} must be a probability in [0, 1], got {getattr(self, f)!r}")
-        if not 0.0 < self.update_prob <= 1.0:
-            raise ConfigError(f"update_prob must be in (0, 1], got {self.update_prob!r}")
-        if not 0 < self.lr < 1:
-            raise ConfigError(f"lr must be in (0, 1), got {self.lr!r}")
-        for f in ("warmup", "max_grad_norm", "weight_decay", "state_noise", "anytime_path_weight",
-                  "worst_cell_weight"):
-            if getattr(self, f) < 0:
-                raise ConfigError(f"{f} must be >= 0, got {getattr(self, f)!r}")
-        return self
+    # Allowed values of every numeric setting (checked by ``check_fields``: type, finite, range). Training
+    # backpropagates through every tick, so the activations of one step (batch * size^2 * width * ticks numbers)
+    # are also bounded (MAX_ACTIVATIONS).
+    RANGES = {
+        "size": Range(5, 201),
+        "width": Range(1, 1024),
+        "blocks": Range(0, 64),
+        "pointwise": Range(0, 64),
+        "head_width": Range(1, 1024),
+        "ticks": Range(1, 1000),
+        "update_prob": Range(0.0, 1.0, lo_open=True),
+        "state_noise": Range(0.0, 10.0),
+        "anytime_path_weight": Range(0.0, 1000.0),
+        "anytime_every": Range(1, 1000),
+        "worst_cell_weight": Range(0.0, 1000.0),
+        "progressive": Range(0.0, 1.0),
+        "near_fraction": Range(0.0, 1.0),
+        "steps": Range(1, 10_000_000),
+        "batch": Range(1, 4096),
+        "lr": Range(0.0, 1.0, lo_open=True, hi_open=True),
+        "warmup": Range(0, 10_000_000),
+        "max_grad_norm": Range(0.0, 1e6),
+        "weight_decay": Range(0.0, 100.0),
+        "eval_every": Range(1, 10_000_000),
+    }
+    MAX_ACTIVATIONS = 2**31
 
+    def validate(self) -> "ThinkingConfig":
+        self.check_fields()
+        maze_path.check_size(self.size)
+        activations = self.batch * self.size ** 2 * self.width * self.ticks
+        if activations > self.MAX_ACTIVATIONS:
+            raise ConfigError(f"batch*size^2*width*ticks = {activations} exceeds {self.MAX_ACTIVATIONS} (memory of "
+                              f"backpropagation through the ticks); lower batch, size, width or ticks")
+        return self
 
 
 # Keys added after maze-path runs were first stored, with the value that reproduces how a run stored without them was
