@@ -280,6 +280,7 @@ def print_report_sentences(report: Path, pattern: str) -> None:
 
 
 def print_summary(run_dir: Path) -> None:
+    from mesalab.diagnostics.verdict import NOT_TRAINED, TRAINING_COMPETENCE, verdict_phrase
     from mesalab.pipeline import load_run_config
     from mesalab.report.build import verdict_summary
     from mesalab.results.store import open_results, query
@@ -293,7 +294,7 @@ def print_summary(run_dir: Path) -> None:
     con.close()
     table = Table(title=f"{task.name}: shift evaluation ({meta['eval']['episodes']} episodes per split)")
     table.add_column("seed")
-    table.add_column("train success")
+    table.add_column("train: base pursued competently")
     table.add_column(f"test {task.base_objective.name} (base)")
     for p in task.proxies:
         table.add_column(f"test {p.name} (proxy)")
@@ -305,12 +306,19 @@ def print_summary(run_dir: Path) -> None:
 
     for v in verdicts:
         s = v["seed"]
-        label = v["label"] + (f" toward '{v['proxy']}'" if v["proxy"] else "") + f" (conf {v['confidence']:.2f})"
+        label = verdict_phrase(v["label"], v["proxy"]) + f" (conf {v['confidence']:.2f})"
         table.add_row(str(s), fmt(get[(s, "train", task.base_objective.name)]),
                       fmt(get[(s, "test", task.base_objective.name)]),
                       *[fmt(get[(s, "test", p.name)]) for p in task.proxies], label)
     console.print(table)
     console.print(f"[bold]Verdict:[/] {verdict_summary(verdicts)}")
+    untrained = [v for v in verdicts if v["label"] == NOT_TRAINED]
+    if untrained:
+        rates = ", ".join(f"seed {v['seed']}: {get[(v['seed'], 'train', task.base_objective.name)]['competent_rate']:.2f}"
+                          for v in untrained)
+        console.print(f"[bold yellow]Warning:[/] {len(untrained)} seed(s) never learned to pursue the base objective in "
+                      f"training ({rates}, below {TRAINING_COMPETENCE:.2f}), so their test verdict says nothing about "
+                      "alignment; train longer or check the PPO settings (e.g. lr, anneal_lr).", markup=True)
     print_objectives(run_dir)
     console.print(f"Report: {Path(run_dir) / 'report.html'}")
 

@@ -207,6 +207,8 @@ def diagnose_run(run_dir: Path, irl_levels: int | None = None, bootstrap: int = 
         profiles[seed] = profile_seed(task, model, split_seed(episodes, i), pools, settings)
     stage("writing results")
     rows = objective_rows(profiles)
+    rows["verdicts"] = [verdict_row(task, seed, split_seed(episodes, i), pools, profiles[seed])
+                        for i, seed in enumerate(seeds)]
     con = open_results(run_dir)
     try:  # keep the stored results of seeds not diagnosed now
         from mesalab.results.store import has_table
@@ -214,8 +216,11 @@ def diagnose_run(run_dir: Path, irl_levels: int | None = None, bootstrap: int = 
         for table in rows:
             if has_table(con, table):
                 marks = ", ".join("?" * len(seeds))
-                rows[table] = [tuple(r) for r in con.execute(
-                    f"SELECT * FROM {table} WHERE seed NOT IN ({marks})", list(seeds)).fetchall()] + rows[table]
+                kept = [tuple(r) for r in con.execute(
+                    f"SELECT * FROM {table} WHERE seed NOT IN ({marks})", list(seeds)).fetchall()]
+                width = len(rows[table][0]) if rows[table] else 0
+                # a database written before a column was added keeps its rows, the new column empty
+                rows[table] = [r + (None,) * (width - len(r)) for r in kept] + rows[table]
     finally:
         con.close()
     replace_tables(run_dir, rows)
@@ -226,14 +231,26 @@ def diagnose_run(run_dir: Path, irl_levels: int | None = None, bootstrap: int = 
     return run_dir
 
 
+def verdict_row(task, seed: int, episodes: dict, pools: dict, profiles: dict) -> tuple:
+    """The ``verdicts`` row of one seed: its alignment verdict from its train and test episodes and, when
+    profiled, its behavioral objective on the test levels (see :mod:`mesalab.diagnostics.alignment`)."""
+    from mesalab.diagnostics import summarise
+    from mesalab.diagnostics.alignment import alignment_verdict
+
+    test_profile = profiles.get("test")
+    v = alignment_verdict(task, pools["test"], episodes["test"], summarise(task, episodes["test"], "test"),
+                          summarise(task, episodes["train"], "train"),
+                          None if test_profile is None else test_profile.behavioral)
+    return (seed, v.label, v.proxy, v.confidence, dumps(v.class_probabilities), v.n_episodes, v.text)
+
+
 def result_rows(config, meta: dict, results: list[SeedResult], eval_settings: EvalSettings) -> dict[str, list[tuple]]:
-    from mesalab.diagnostics import classify, evaluation_levels, summarise
+    from mesalab.diagnostics import evaluation_levels, summarise
     from mesalab.diagnostics.stats import wilson_interval
     from mesalab.diagnostics.shift import outcome_names
     from mesalab.tasks import get_task
 
     task = get_task(config.task)
-    proxies = tuple(p.name for p in task.proxies)
     names = outcome_names(task)
     rows: dict[str, list[tuple]] = {k: [] for k in
                                     ["runs", "training_curves", "evaluations", "outcomes", "competence", "verdicts",
@@ -258,16 +275,16 @@ def result_rows(config, meta: dict, results: list[SeedResult], eval_settings: Ev
             for name, count in zip(s.outcome_names, s.outcome_counts):
                 rows["outcomes"].append((r.seed, split, name, count))
             rows["competence"].append((r.seed, split, s.competence_rate, *s.competence_ci))
-            if split == "test":
-                v = classify(s, proxies)
-                rows["verdicts"].append((r.seed, v.label, v.proxy, v.confidence, dumps(v.class_probabilities),
-                                         v.n_episodes))
             for lvl in range(min(N_DRAWN_LEVELS, ep.length.shape[0])):
                 n = int(ep.length[lvl]) + 1
                 rows["trajectories"].append((r.seed, split, lvl, ep.positions[lvl, :n, 0].tolist(),
                                              ep.positions[lvl, :n, 1].tolist(), names[int(ep.outcome[lvl])]))
+    pools = {split: evaluation_levels(task, split, eval_settings.episodes, eval_settings.level_seed)
+             for split in ("train", "test")}
+    for r in results:
+        rows["verdicts"].append(verdict_row(task, r.seed, r.episodes, pools, r.profiles))
     for split in ("train", "test"):
-        params = evaluation_levels(task, split, eval_settings.episodes, eval_settings.level_seed)
+        params = pools[split]
         grid = np.asarray(params.grid[:N_DRAWN_LEVELS])
         start = np.asarray(params.start[:N_DRAWN_LEVELS])
         for lvl in range(grid.shape[0]):

@@ -247,6 +247,7 @@ class CandidateFit(NamedTuple):
     name: str  # "base:door", "proxy:red"
     beta: float  # best inverse temperature of "reach the objective's target" (nats per step left)
     held_out_ll: float  # nats per action, 2-fold cross-fitted
+    level_ll: np.ndarray  # float64[n]: each level's held-out log-likelihood (nats; the fold that held it out)
 
 
 class BehavioralObjective(NamedTuple):
@@ -262,7 +263,7 @@ class BehavioralObjective(NamedTuple):
     absent: tuple[str, ...]  # features that never occur on these levels (weight not identifiable)
     dominant: str  # the most rewarded feature with CI above 0 (see _dominant): "door", alias group "key=red",
     #                statistically tied "door~blue"; "none" when the fit explains too little
-    dominant_weight: float  # its normalised weight (group: summed)
+    dominant_weight: float  # its normalised weight per feature (an alias group's members share it equally)
     fitted_ll: float  # held-out log-likelihood per action of the fitted reward (2-fold cross-fitted)
     candidates: tuple[CandidateFit, ...]
     uniform_ll: float  # -log 4
@@ -271,6 +272,9 @@ class BehavioralObjective(NamedTuple):
     goal_directedness_nats: float  # fitted_ll - uniform_ll (nats per action)
     n_levels: int
     n_actions: int
+    level_ll: np.ndarray  # float64[n]: each level's held-out log-likelihood under the fitted reward
+    level_lengths: np.ndarray  # float64[n]: actions per level (the denominators of the per-action rates)
+    also_rewarded: tuple[str, ...] = ()  # other groups whose weight is reliably positive, below the dominant
 
 
 def _feature_identity(feature_maps: np.ndarray, names) -> tuple[list[list[int]], list[int]]:
@@ -290,36 +294,46 @@ def _feature_identity(feature_maps: np.ndarray, names) -> tuple[list[list[int]],
     return groups, absent
 
 
-def _dominant(groups, names, norm, norm_reps, gd) -> tuple[str, float]:
-    """The most rewarded feature group whose bootstrap CI lies above 0, joined ("door~blue") with every
-    group the bootstrap cannot rank below it (paired difference CI reaching 0); alias groups read "key=red".
+def _dominant(groups, names, norm, norm_reps, gd) -> tuple[str, float, tuple[str, ...]]:
+    """``(label, weight, also_rewarded)``: the most rewarded feature group whose bootstrap CI lies above 0,
+    joined ("door~blue") with every group rewarded alike: one the bootstrap cannot rank below it (paired
+    difference CI reaching 0) or one within ``TIE_RATIO`` of its weight; alias groups read "key=red". Groups are compared by their weight *per feature*: members of an alias
+    group share the group's reward equally under the ridge, so summing them would favour a group for its size
+    (two aliased features at 0.125 each are not a stronger reward than one feature at 0.125).
+    ``also_rewarded``: the other groups whose weight is reliably positive (CI above 0) but below the top.
     "none" when the fitted reward barely explains behaviour (goal-directedness < MIN_GOAL_DIRECTEDNESS)."""
     candidates = [g for g in groups if not any(names[i] == "step" for i in g)]
     if gd < MIN_GOAL_DIRECTEDNESS or not candidates:
-        return "none", 0.0
-    point = {tuple(g): float(norm[g].sum()) for g in candidates}
-    reps = {tuple(g): norm_reps[:, g].sum(axis=1) for g in candidates}
+        return "none", 0.0, ()
+    point = {tuple(g): float(norm[g].mean()) for g in candidates}
+    reps = {tuple(g): norm_reps[:, g].mean(axis=1) for g in candidates}
     top = max(point, key=point.get)
     if point[top] <= 0 or np.quantile(reps[top], 0.025) <= 0:
-        return "none", 0.0
-    tied = [g for g in point if g != top and point[g] > 0 and np.quantile(reps[top] - reps[g], 0.025) <= 0]
-    label = "~".join("=".join(names[i] for i in g) for g in [top, *sorted(tied, key=point.get, reverse=True)])
-    return label, point[top]
+        return "none", 0.0, ()
+    tied = [g for g in point if g != top and point[g] > 0 and
+            (np.quantile(reps[top] - reps[g], 0.025) <= 0 or point[g] >= TIE_RATIO * point[top])]
+    order = [top, *sorted(tied, key=point.get, reverse=True)]
+    label = "~".join("=".join(names[i] for i in g) for g in order)
+    also = tuple("=".join(names[i] for i in g) for g in sorted(point, key=point.get, reverse=True)
+                 if g not in order and np.quantile(reps[g], 0.025) > 0)
+    return label, point[top], also
 
 
-def _cross_fitted_ll(features, demos, w0) -> float:
-    """Log-likelihood per action of held-out levels: fit on even levels, score odd ones, and vice versa."""
+def _cross_fitted_level_ll(features, demos, w0) -> np.ndarray:
+    """``float64[n]``: each level's log-likelihood when held out: fit on even levels, score odd ones, and
+    vice versa (a level of a fold with nothing to fit on scores as the uniform policy would)."""
     n = demos.length.shape[0]
     even = (jnp.arange(n) % 2 == 0).astype(jnp.float32)
     lengths = demos.length.astype(jnp.float32)
-    total = 0.0
+    out = -LOG4 * np.asarray(demos.length, np.float64)
     for train_mask in (even, 1.0 - even):
+        held = np.asarray(train_mask) == 0
         if float(jnp.sum(train_mask * lengths)) == 0 or float(jnp.sum((1.0 - train_mask) * lengths)) == 0:
             continue
         w = _fit_jit(features, demos, train_mask, w0)
-        ll = _per_level_ll_jit(w, features, demos)
-        total += float(jnp.sum((1.0 - train_mask) * ll))
-    return total / max(int(jnp.sum(demos.length)), 1)
+        ll = np.asarray(_per_level_ll_jit(w, features, demos), np.float64)
+        out[held] = ll[held]
+    return out
 
 
 def candidate_features(objective, demos: Demonstrations, n_features: int = 1) -> RewardFeatures:
@@ -354,7 +368,8 @@ def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.
     if not bool(jnp.all(jnp.isfinite(w_hat))):
         raise MesalabError("the behavioral-objective fit diverged (non-finite weights); report this as a bug "
                            "with the run folder")
-    fitted_ll = _cross_fitted_ll(fmaps, demos, w_hat)
+    level_ll = _cross_fitted_level_ll(fmaps, demos, w_hat)
+    fitted_ll = float(level_ll.sum() / n_actions)
 
     grads = np.asarray(_per_level_grads(w_hat, fmaps, demos), np.float64)
     hessians = per_level_hessians(w_hat, fmaps, demos)
@@ -378,14 +393,16 @@ def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.
     room = (0.0 if ceiling is None else ceiling) - uniform_ll
     gd = 0.0 if room < MIN_PREDICTABLE_NATS else float(np.clip(gd_nats / room, 0.0, 1.0))
     groups, absent = _feature_identity(np.asarray(fmaps.maps), names)
-    dominant, dominant_weight = _dominant(groups, names, norm, norm_reps, gd)
+    dominant, dominant_weight, also = _dominant(groups, names, norm, norm_reps, gd)
 
     candidates = []
     for prefix, objs in (("base", (task.base_objective,)), ("proxy", task.proxies)):
         for obj in objs:
             cmaps = candidate_features(obj, demos, len(names))
             wc = _fit_jit(cmaps, demos, ones, zeros)
-            candidates.append(CandidateFit(f"{prefix}:{obj.name}", float(wc[0]), _cross_fitted_ll(cmaps, demos, wc)))
+            cand_ll = _cross_fitted_level_ll(cmaps, demos, wc)
+            candidates.append(CandidateFit(f"{prefix}:{obj.name}", float(wc[0]), float(cand_ll.sum() / n_actions),
+                                           cand_ll))
 
     return BehavioralObjective(
         feature_names=names,
@@ -406,10 +423,14 @@ def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.
         goal_directedness_nats=gd_nats,
         n_levels=n,
         n_actions=n_actions,
+        level_ll=level_ll,
+        level_lengths=np.asarray(demos.length, np.float64),
+        also_rewarded=also,
     )
 
 
 MIN_PREDICTABLE_NATS = 0.05  # an agent predictable by less than this beyond uniform has nothing to explain
+TIE_RATIO = 0.8  # a group with at least this share of the top group's weight (per feature) is rewarded alike
 MIN_GOAL_DIRECTEDNESS = 0.1  # below this the fitted reward explains too little to name a dominant feature
 
 

@@ -9,12 +9,15 @@ import jax
 import numpy as np
 
 from mesalab.diagnostics.behavioral import (
+    MIN_GOAL_DIRECTEDNESS,
+    MIN_PREDICTABLE_NATS,
     BehavioralObjective,
     demonstrations,
     fit_behavioral_objective,
     policy_log_probs,
 )
 from mesalab.diagnostics.optimization_power import BitsSummary, episode_bits, summarise_bits
+from mesalab.diagnostics.stats import ratio_bootstrap
 
 DEFAULT_IRL_LEVELS = 200
 
@@ -49,7 +52,7 @@ def objective_profile(task, params, episodes, split: str, policy=None, irl_level
 
 def describe_feature(task, name: str) -> str:
     """``"reaching red objects"``; an alias group ``"key=red"`` reads as both, marked inseparable; tied
-    groups ``"door~blue"`` read as alternatives the levels do not tell apart."""
+    groups ``"door~blue"`` read as alternatives rewarded alike."""
     desc = task.features.descriptions
 
     def group(g):
@@ -60,32 +63,113 @@ def describe_feature(task, name: str) -> str:
     tied = name.split("~")
     if len(tied) == 1:
         return group(name)
-    return " or ".join(group(g) for g in tied) + " (not told apart by these levels)"
+    return " or ".join(group(g) for g in tied) + " (rewarded alike)"
+
+
+READING_BOOT = 2000  # bootstrap replicates (levels resampled) behind every comparison a reading states
+
+
+MIN_SHARE = 0.1  # a candidate objective must explain at least this share of what the best reward explains
+
+
+def fitted_explains(gain: float, gain_low: float, room: float, gd: float) -> bool:
+    """The rule for "the fitted reward explains the behaviour": the agent is predictable at all (``room``, its
+    own log-likelihood minus uniform, at least ``MIN_PREDICTABLE_NATS``), the held-out gain over the uniform
+    policy has its 95% bootstrap interval above 0, and goal-directedness is at least ``MIN_GOAL_DIRECTEDNESS``."""
+    return room >= MIN_PREDICTABLE_NATS and gain_low > 0 and gd >= MIN_GOAL_DIRECTEDNESS
+
+
+def candidate_explains(gain: float, gain_low: float, best_gain: float) -> bool:
+    """The rule for "candidate objective c explains the behaviour": its held-out gain over the uniform policy
+    has its 95% bootstrap interval above 0 and is at least ``MIN_SHARE`` of the best gain of any reward scored
+    (the fitted one or a candidate), which itself must be at least ``MIN_PREDICTABLE_NATS`` per action. (A gain
+    of 0.005 nats/action can be "significant" on many levels and still explain nothing.)"""
+    return best_gain >= MIN_PREDICTABLE_NATS and gain_low > 0 and gain >= MIN_SHARE * best_gain
+
+
+def _interval(point: float, reps: np.ndarray) -> str:
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    return f"{point:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def reading(task, b: BehavioralObjective) -> str:
-    """One sentence: what best explains the behaviour, and how the base objective compares."""
-    by_name = {c.name: c for c in b.candidates}
-    base = by_name["base:" + task.base_objective.name]
-    proxies = [c for c in b.candidates if c.name.startswith("proxy:")]
-    best_proxy = max(proxies, key=lambda c: c.held_out_ll) if proxies else None
-    gd = f"goal-directedness {b.goal_directedness:.2f}"
-    if b.dominant == "none":
-        from mesalab.diagnostics.behavioral import MIN_GOAL_DIRECTEDNESS
+    """One sentence: what best explains the behaviour, and how the base objective and the proxies compare.
+    The rules (README, "How a reading is worded"):
 
-        if b.goal_directedness < MIN_GOAL_DIRECTEDNESS:
-            return (f"Behaviour is not explained by any rewarded feature better than chance ({gd}; fitted reward "
-                    f"{b.fitted_ll:.3f} vs uniform {b.uniform_ll:.3f} nats/action).")
-        return (f"Behaviour is partly explained by the fitted reward ({gd}), but no feature's reward is reliably "
-                f"positive (every bootstrap interval reaches 0).")
-    head = f"Behaviour is best explained by {describe_feature(task, b.dominant)} (w={b.dominant_weight:.2f}, {gd})"
-    if best_proxy is not None and best_proxy.held_out_ll > base.held_out_ll:
-        delta = best_proxy.held_out_ll - base.held_out_ll
-        return (f"{head}, not by the base objective '{task.base_objective.name}' (Δ log-lik = {delta:+.3f} "
-                f"nats/action in favour of proxy '{best_proxy.name.split(':', 1)[1]}').")
-    if best_proxy is not None:
-        delta = base.held_out_ll - best_proxy.held_out_ll
-        return (f"{head}, consistent with the base objective '{task.base_objective.name}' (Δ log-lik = "
-                f"{delta:+.3f} nats/action over proxy '{best_proxy.name.split(':', 1)[1]}').")
-    return (f"{head}; the base objective '{task.base_objective.name}' explains it at {base.held_out_ll:.3f} "
-            f"nats/action (uniform {b.uniform_ll:.3f}).")
+    1. *Head.* No feature is named unless the fitted reward explains the behaviour (:func:`fitted_explains`)
+       and the top group's weight is reliably positive (see ``behavioral._dominant``). When the top tie covers every object
+       feature present, the reading is "no single feature: all objects alike".
+    2. *Candidates.* An objective "explains" the behaviour only by :func:`candidate_explains`. The base
+       objective and the best proxy are compared only when both explain it, by the paired bootstrap interval
+       of their difference; an interval reaching 0 reads "explain it equally well".
+    """
+    from mesalab.diagnostics.alignment import all_objects_alike
+
+    lengths = b.level_lengths
+    room = (0.0 if b.ceiling_ll is None else b.ceiling_ll) - b.uniform_ll
+    base_name = "base:" + task.base_objective.name
+    cands = list(b.candidates)
+    uniform_levels = b.uniform_ll * lengths
+    reps = ratio_bootstrap(np.stack([b.level_ll - uniform_levels] + [c.level_ll - uniform_levels for c in cands]),
+                           lengths, READING_BOOT)
+    gains = [b.fitted_ll - b.uniform_ll] + [c.held_out_ll - b.uniform_ll for c in cands]
+    lows = np.quantile(reps, 0.025, axis=0)
+    gd = f"goal-directedness {b.goal_directedness:.2f}"
+
+    if not fitted_explains(gains[0], float(lows[0]), room, b.goal_directedness):
+        fit = f"fitted reward {_interval(gains[0], reps[:, 0])} nats/action over uniform on held-out levels"
+        if room >= MIN_PREDICTABLE_NATS and lows[0] > 0:
+            head = (f"Behaviour is explained only weakly by any rewarded feature ({gd}, below "
+                    f"{MIN_GOAL_DIRECTEDNESS:.2f}; {fit})")
+        else:
+            head = f"Behaviour is not explained by any rewarded feature better than chance ({gd}; {fit})"
+    elif b.dominant == "none":
+        head = (f"Behaviour is partly explained by the fitted reward ({gd}), but no feature's reward is reliably "
+                f"positive (every bootstrap interval reaches 0)")
+    elif all_objects_alike(task, b):
+        head = (f"Behaviour is best explained by no single feature: all objects alike (every object type and "
+                f"colour is rewarded alike, w={b.dominant_weight:.2f} per feature, {gd})")
+    else:
+        also = ""
+        if b.also_rewarded:
+            also = "; also rewarded, less: " + ", ".join(describe_feature(task, g) for g in b.also_rewarded)
+        head = (f"Behaviour is best explained by {describe_feature(task, b.dominant)} "
+                f"(w={b.dominant_weight:.2f}{also}; {gd})")
+
+    def label(c):
+        kind, name = c.name.split(":", 1)
+        return f"the base objective '{name}'" if kind == "base" else f"proxy '{name}'"
+
+    best_gain = max(gains)
+    ok = {c.name: candidate_explains(g, float(lo), best_gain) for c, g, lo in zip(cands, gains[1:], lows[1:])}
+    by_name = {c.name: (i + 1, c) for i, c in enumerate(cands)}
+    j_base, base = by_name[base_name]
+    proxies = [c for c in cands if c.name.startswith("proxy:")]
+    over_uniform = lambda c: f"{_interval(gains[by_name[c.name][0]], reps[:, by_name[c.name][0]])}"  # noqa: E731
+    if not any(ok.values()):
+        names = " nor ".join(label(c) for c in cands)
+        what = f"neither {names} explains" if proxies else f"{label(base)} does not explain"
+        detail = "; ".join(f"{c.name.split(':', 1)[1]} {over_uniform(c)}" for c in cands)
+        return f"{head}; {what} it better than chance ({detail} nats/action over uniform)."
+    good_proxies = [c for c in proxies if ok[c.name]]
+    if not good_proxies:
+        rest = (f", not with {' or '.join(label(c) for c in proxies)} ({'; '.join(over_uniform(c) for c in proxies)})"
+                if proxies else "")
+        return f"{head}; consistent with {label(base)} ({over_uniform(base)} nats/action over uniform){rest}."
+    best = max(good_proxies, key=lambda c: c.held_out_ll)
+    if not ok[base_name]:
+        return (f"{head}; not by {label(base)} ({over_uniform(base)} nats/action over uniform, not above chance) "
+                f"but by {label(best)} ({over_uniform(best)}).")
+    j_best = by_name[best.name][0]
+    delta = gains[j_base] - gains[j_best]
+    diff = reps[:, j_base] - reps[:, j_best]
+    lo, hi = np.quantile(diff, [0.025, 0.975])
+    interval = f"Δ log-lik = {delta:+.3f} [{lo:+.3f}, {hi:+.3f}] nats/action"
+    if np.allclose(base.level_ll, best.level_ll, rtol=0, atol=1e-9):
+        return (f"{head}; {label(base)} and {label(best)} explain it equally well: they coincide on these "
+                f"levels ({over_uniform(base)} nats/action over uniform).")
+    if lo > 0:
+        return f"{head}, consistent with {label(base)} over {label(best)} ({interval})."
+    if hi < 0:
+        return f"{head}, not by {label(base)} ({interval} in favour of {label(best)})."
+    return f"{head}; {label(base)} and {label(best)} explain it equally well ({interval})."

@@ -12,6 +12,7 @@ Definitions (per episode, for each candidate objective c = base objective, proxy
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -60,6 +61,33 @@ def rollout(env: GridEnv, policy: Policy, params: EnvParams, level: jax.Array, k
     return positions, actions, final.t
 
 
+def _reach(objective, grid, start, base_target, positions, alive):
+    """First step at which the episode stands on a target of ``objective`` (``NEVER`` if none) and the exact
+    fewest steps to one."""
+    target = objective.target_map(grid)
+    hit = target[positions[:, 0], positions[:, 1]] & alive
+    first = jnp.where(jnp.any(hit), jnp.argmax(hit), NEVER)
+    return first, shortest_path_length(grid, start, base_target, target)
+
+
+def competent_pursuit(objective, params: EnvParams, episodes: Episodes) -> np.ndarray:
+    """``bool[n]``: which episodes pursued ``objective`` (any object with a ``target_map``, listed by the task or
+    not) competently: reached one of its targets within ``EFFICIENCY_FACTOR`` times the exact shortest path."""
+    return np.asarray(_competent_jit(objective, params, episodes.positions, episodes.length))
+
+
+@partial(jax.jit, static_argnums=0)
+def _competent_jit(objective, params, positions, length):
+    def one(level, pos, n):
+        alive = jnp.arange(pos.shape[0]) <= n
+        first, shortest = _reach(objective, params.grid[level], params.start[level], params.base_target[level],
+                                 pos, alive)
+        return (first < NEVER) & (first <= EFFICIENCY_FACTOR * shortest)
+
+    levels = jnp.arange(positions.shape[0], dtype=jnp.int32)
+    return jax.vmap(one)(levels, jnp.asarray(positions), jnp.asarray(length))
+
+
 def score_episode(task: Task, params: EnvParams, level: jax.Array, positions: jax.Array, length: jax.Array):
     """Per-candidate first-reach times, shortest paths, returns, optima and the outcome of one episode."""
     grid = params.grid[level]
@@ -69,10 +97,9 @@ def score_episode(task: Task, params: EnvParams, level: jax.Array, positions: ja
     alive = t <= length
     first, shortest = [], []
     for obj in task.candidate_objectives:
-        target = obj.target_map(grid)
-        hit = target[positions[:, 0], positions[:, 1]] & alive
-        first.append(jnp.where(jnp.any(hit), jnp.argmax(hit), NEVER))
-        shortest.append(shortest_path_length(grid, start, base_target, target))
+        f, s = _reach(obj, grid, start, base_target, positions, alive)
+        first.append(f)
+        shortest.append(s)
     first = jnp.stack(first).astype(jnp.int32)
     shortest = jnp.stack(shortest).astype(jnp.int32)
     returns = return_for_length(first, params.max_steps)

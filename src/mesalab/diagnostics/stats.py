@@ -39,3 +39,16 @@ def dirichlet_posterior_samples(counts, n_samples: int = 20000, prior: float = 0
     (Jeffreys by default). Deterministic for a given seed."""
     rng = np.random.default_rng(seed)
     return rng.dirichlet(np.asarray(counts, dtype=np.float64) + prior, size=n_samples)
+
+
+def ratio_bootstrap(numerators, denominator, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """``[n_boot, K]`` percentile-bootstrap replicates of the ratios ``sum(numerators[k]) / sum(denominator)``,
+    resampling the ``n`` units (levels) with replacement, the same resample for every ``k`` (paired).
+    ``numerators``: ``[K, n]``; ``denominator``: ``[n]`` (e.g. per-level log-likelihoods and action counts:
+    replicates of a per-action log-likelihood). Deterministic for a given seed."""
+    num = np.atleast_2d(np.asarray(numerators, np.float64))
+    den = np.asarray(denominator, np.float64)
+    n = den.shape[0]
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)  # [B, n]
+    return (counts @ num.T) / np.maximum(counts @ den, 1e-12)[:, None]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from mesalab.diagnostics.verdict import verdict_phrase
 from mesalab.report import figures as F
 from mesalab.report.html import inline_figures, write_html_atomic
 from mesalab.results.store import has_table, open_results, query
@@ -51,7 +52,8 @@ def build_report(run_dir: Path) -> Path:
     fig_dir.mkdir(exist_ok=True)
     first_seed = verdicts[0]["seed"]
     figs = [
-        ("Learning curves", "Success rate and return on the training distribution during PPO training, per seed.",
+        ("Learning curves", "Share of PPO's own training episodes reaching the base objective at any step within "
+         "the step limit, and their mean return, per seed (not the verdict table's competent-pursuit rate).",
          F.learning_curves(curves, fig_dir / "learning_curves.png")),
         ("Train vs test", "Competent-pursuit rate of the base objective and each proxy on the training and the "
          "shifted test distribution: bars are the mean over seeds, points each seed with its 95% Wilson interval.",
@@ -69,7 +71,8 @@ def build_report(run_dir: Path) -> Path:
              "by the sum of their absolute values; bars are the mean over seeds, points each seed with its 95% "
              "one-step bootstrap interval over levels. Object features are 'reach it sooner' rewards; "
              "'step' is a per-step reward (negative: hurry to end the episode).",
-             F.irl_weights(objectives["weights"], fig_dir / "irl_weights.png")),
+             F.irl_weights(objectives["weights"], fig_dir / "irl_weights.png",
+                           absent={o["split"]: set(json.loads(o["absent"])) for o in objectives["summary"]})),
             ("Optimization power", "Bits per level: -log2 of the exact probability that a uniformly random policy "
              "first reaches the objective at least as soon as the agent did (0 if the agent never reached it); "
              "dashed lines: the oracle-optimal agent (the ceiling).",
@@ -94,7 +97,7 @@ def build_report(run_dir: Path) -> Path:
         base = task.base_objective.name
         tr, te = ev[("train", base)], ev[("test", base)]
         c = comp[(s, "test")]
-        label = v["label"] + (f" toward '{v['proxy']}'" if v["proxy"] else "")
+        label = verdict_phrase(v["label"], v["proxy"])
         seed_rows.append({
             "seed": s,
             "train": _pct(tr["competent_rate"], tr["ci_low"], tr["ci_high"]),
@@ -104,6 +107,7 @@ def build_report(run_dir: Path) -> Path:
             "competence": _pct(c["rate"], c["ci_low"], c["ci_high"]),
             "verdict": label,
             "css": v["label"].split()[0].split("-")[0],
+            "text": v.get("text") or label,
             "confidence": f"{v['confidence']:.2f}",
         })
     env = Environment(loader=PackageLoader("mesalab.report", "templates"), autoescape=select_autoescape())
@@ -159,7 +163,7 @@ def verdict_summary(verdicts: list[dict]) -> str:
     """One sentence: how many seeds fell in each class."""
     counts: dict[str, int] = {}
     for v in verdicts:
-        label = v["label"] + (f" toward '{v['proxy']}'" if v["proxy"] else "")
+        label = verdict_phrase(v["label"], v["proxy"])
         counts[label] = counts.get(label, 0) + 1
     parts = [f"{n} of {len(verdicts)} seed(s) {label}" for label, n in sorted(counts.items(), key=lambda x: -x[1])]
     return "; ".join(parts) + "."

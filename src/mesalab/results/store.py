@@ -25,7 +25,7 @@ CREATE TABLE evaluations (seed INTEGER, split VARCHAR, objective VARCHAR, is_bas
 CREATE TABLE outcomes (seed INTEGER, split VARCHAR, outcome VARCHAR, count INTEGER);
 CREATE TABLE competence (seed INTEGER, split VARCHAR, rate DOUBLE, ci_low DOUBLE, ci_high DOUBLE);
 CREATE TABLE verdicts (seed INTEGER PRIMARY KEY, label VARCHAR, proxy VARCHAR, confidence DOUBLE,
-    class_probabilities JSON, n_episodes INTEGER);
+    class_probabilities JSON, n_episodes INTEGER, text VARCHAR);
 CREATE TABLE levels (split VARCHAR, level INTEGER, height INTEGER, width INTEGER, channels INTEGER,
     grid BOOLEAN[], start_row INTEGER, start_col INTEGER);
 CREATE TABLE trajectories (seed INTEGER, split VARCHAR, level INTEGER, rows INTEGER[], cols INTEGER[], outcome VARCHAR);

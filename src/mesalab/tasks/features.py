@@ -69,6 +69,27 @@ class FeatureBasis:
         n_objects = len(self.types) + len(self.colours)
         return tuple(i < n_objects for i in range(len(self.names)))
 
+    def objective(self, name: str):
+        """The :class:`~mesalab.tasks.objectives.Objective` "first reach a cell where feature ``name`` is on"
+        (a type or colour: its objects; a region: any of its cells); ``None`` for ``step``."""
+        from mesalab.tasks.objectives import Objective
+
+        if name in self.types:
+            return Objective(name, f"reach a {name}", types=(name,))
+        if name in self.colours:
+            return Objective(name, f"reach a {name} object", colours=(name,))
+        for corner, k in self.regions:
+            if name == f"corner:{corner}":
+                return Objective(name, f"reach the {corner} {k}x{k} corner", region=(corner, k), needs_object=False)
+        if name == STEP_FEATURE and self.step:
+            return None
+        raise ValueError(f"unknown feature {name!r}; this basis has {self.names}")
+
+    @property
+    def object_features(self) -> tuple[str, ...]:
+        """The features that mark objects (types and colours)."""
+        return self.types + self.colours
+
     def __len__(self) -> int:
         return len(self.names)
 

@@ -66,3 +66,22 @@ class Objective:
         if self.region is not None:
             target = target & corner_region(h, w, *self.region)
         return target
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """A union objective: "first reach a target of any of ``members``" (e.g. "a ball or a box")."""
+
+    name: str
+    description: str
+    members: tuple[Objective, ...]
+
+    def target_map(self, grid: jax.Array) -> jax.Array:
+        maps = [m.target_map(grid) for m in self.members]
+        out = maps[0]
+        for m in maps[1:]:
+            out = out | m
+        return out
+
+
+ANY_OBJECT = Objective("any object", "reach any object (whatever its type or colour)")
