@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from jinja2 import Environment, select_autoescape  # noqa: E402
 
 from mesalab.report.html import FIGURES_LOADED_SCRIPT, STYLE, inline_figures, write_html_atomic  # noqa: E402
-from mesalab.tasks.render import draw_level  # noqa: E402
+from mesalab.tasks.render import draw_level, legend_handles  # noqa: E402
 
 TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mesalab sweep: {{ name }}</title>
 """ + STYLE + """</head><body>
@@ -141,14 +141,23 @@ def trajectory_drawings(reps: list[dict], levels: dict, path: Path) -> Path:
     """Representative agents (the median seed at the lowest and highest dial value) on train and test levels."""
     cols = max(1, max(len(r["trajs"]) for r in reps))
     fig, axes = plt.subplots(len(reps), cols, figsize=(2.4 * cols, 2.9 * len(reps)), squeeze=False)
+    grids = []
     for row, rep in zip(axes, reps):
         for ax, t in zip(row, rep["trajs"]):
             lv = levels[(rep["task"], t["split"], t["level"])]
+            grids.append(np.asarray(lv["grid"], dtype=bool))
             draw_level(ax, lv["grid"], lv["start"], t["rows"], t["cols"],
                        f"{rep['title']}\n{t['split']} level {t['level']}: {t['outcome']}")
         for ax in row[len(rep["trajs"]):]:
             ax.axis("off")
-    return _save(fig, path)
+    fig.tight_layout()
+    if grids and len({g.shape for g in grids}) == 1:  # one legend of the glyphs drawn (type = shape, colour = fill)
+        handles = legend_handles(np.stack(grids))
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=7, frameon=False,
+                   ncol=min(len(handles), max(3, 3 * cols)), handlelength=1.6, columnspacing=1.2)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight" keeps the legend below the panels
+    plt.close(fig)
+    return path
 
 
 def build_sweep_report(sweep_dir: Path) -> Path:
