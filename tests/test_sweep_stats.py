@@ -7,7 +7,8 @@ import scipy.stats
 from mesalab.experiments import stats
 from mesalab.experiments.plan import batches, cells
 from mesalab.experiments.presets import PRESETS, configured_preset, get_preset, preset_names
-from mesalab.experiments.toy_model import base_cost, fit_toy_model, mesa_share
+from mesalab.experiments.toy_model import fit_toy_model, mesa_share, split_rows
+from reference import toy_optimum_grid
 
 
 def test_ranks_and_spearman_match_scipy():
@@ -103,14 +104,29 @@ def test_configured_preset_rejects_overriding_the_dial():
     assert configured_preset("capacity", {"total_steps": 4096}).base["total_steps"] == 4096
 
 
-def test_toy_model_optimum_minimises_the_base_optimizers_cost():
-    ceiling = 10.0
-    for a, p in [(1.0, 2.0), (0.3, 3.0), (5.0, 1.5)]:
-        for n in [1, 3, 10, 40, 200]:
-            xs = np.linspace(0, ceiling, 20001)
-            brute = xs[np.argmin(base_cost(xs, n, a, p, ceiling))]
-            assert mesa_share([n], a, p, ceiling)[0] * ceiling == pytest.approx(brute, abs=2e-3)
-    share = mesa_share([1, 4, 16, 64, 256, np.inf], 1.0, 2.0, ceiling)
+def test_toy_model_optimum_equals_a_grid_search_of_the_documented_cost():
+    """x*/O against the argmin of C(x) = a x^p + N (O - x) over a fine grid of x in [0, O], the cost re-derived
+    from the module's docstring (tests/reference.py), not the module's own ``base_cost``; and the split of
+    each instance's bits (learned, base per instance, base amortised) from that same x."""
+    for ceiling in (1.0, 10.0, 19.0):
+        for a, p in [(1.0, 2.0), (0.3, 3.0), (5.0, 1.5), (0.05, 2.5)]:
+            ns = [1, 3, 10, 40, 200, 5000, np.inf]
+            share = mesa_share(ns, a, p, ceiling)
+            for n, s in zip(ns, share):
+                x = toy_optimum_grid(n, a, p, ceiling)
+                assert s * ceiling == pytest.approx(x, abs=ceiling * 2e-5), (ceiling, a, p, n)
+            rows = split_rows("c", ns[:-1], a, p, ceiling)
+            for n, row in zip(ns[:-1], rows):
+                x = toy_optimum_grid(n, a, p, ceiling)
+                learned, instance, amortised = row[-3:]  # (curve, n, a, p, O, x*/O, (O - x*)/O, f(x*)/(N O))
+                assert learned == pytest.approx(x / ceiling, abs=2e-5)
+                assert instance == pytest.approx((ceiling - x) / ceiling, abs=2e-5)
+                # a grid step dx moves f(x)/(N O) by about f'(x) dx / (N O) = dx / O near the optimum
+                assert amortised == pytest.approx(a * x ** p / (n * ceiling), abs=2e-5)
+    # the cases above include interior optima and optima capped at O, e.g.
+    assert toy_optimum_grid(1, 1.0, 2.0, 10.0) == pytest.approx(0.5, abs=1e-4)  # f'(x) = 2x = 1
+    assert toy_optimum_grid(40, 1.0, 2.0, 10.0) == 10.0  # 2x = 40 beyond O: capped
+    share = mesa_share([1, 4, 16, 64, 256, np.inf], 1.0, 2.0, 10.0)
     assert np.all(np.diff(share) >= 0) and share[-1] == 1.0 and share[0] < 0.1
 
 
