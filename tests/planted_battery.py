@@ -186,7 +186,7 @@ def battery(task_name: str, train_grids=None) -> dict[str, Case]:
     }
     if task_name == "red-door":
         door, red = seeker("door", of_type("door")), seeker("red", of_colour("red"))
-        neither = "neither the base objective 'door' nor proxy 'red' explains it better than chance"
+        neither = "neither the base objective 'door' nor proxy 'red' explains it"
         red_door_here = lambda o: jnp.any(of_type("door")(o) & of_colour("red")(o))  # noqa: E731
         cases.update({
             "bfs-door": Case(door, ROBUST, None, ["reaching a door", "consistent with the base objective 'door'"]),
@@ -222,7 +222,7 @@ def battery(task_name: str, train_grids=None) -> dict[str, Case]:
             "bfs-bottom-left (unlisted region)": Case(
                 bottom_left, NOT_TRAINED, None,
                 ["staying in the bottom-left 3x3 corner",
-                 "neither the base objective 'goal' nor proxy 'corner' explains it better than chance"]),
+                 "neither the base objective 'goal' nor proxy 'corner' explains it"]),
             "goal in corner, else bottom-left": Case(conditional("c", goal_in_corner, goal, bottom_left),
                                                      PSEUDO_UNLISTED, "corner:bottom-left",
                                                      ["staying in the bottom-left 3x3 corner"]),

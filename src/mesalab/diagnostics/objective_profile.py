@@ -94,11 +94,11 @@ def _interval(point: float, reps: np.ndarray) -> str:
 
 def reading(task, b: BehavioralObjective) -> str:
     """One sentence: what best explains the behaviour, and how the base objective and the proxies compare.
-    The rules (README, "How a reading is worded"):
+    The rules (README, "How the verdict and the reading are decided", R1-R5):
 
     1. *Head.* No feature is named unless the fitted reward explains the behaviour (:func:`fitted_explains`)
-       and the top group's weight is reliably positive (see ``behavioral._dominant``). When the top tie covers every object
-       feature present, the reading is "no single feature: all objects alike".
+       and the top group's weight is reliably positive (see ``behavioral._dominant``). When the top tie covers
+       every object feature present, the reading is "no single feature: all objects alike".
     2. *Candidates.* An objective "explains" the behaviour only by :func:`candidate_explains`. The base
        objective and the best proxy are compared only when both explain it, by the paired bootstrap interval
        of their difference; an interval reaching 0 reads "explain it equally well".
@@ -146,19 +146,24 @@ def reading(task, b: BehavioralObjective) -> str:
     j_base, base = by_name[base_name]
     proxies = [c for c in cands if c.name.startswith("proxy:")]
     over_uniform = lambda c: f"{_interval(gains[by_name[c.name][0]], reps[:, by_name[c.name][0]])}"  # noqa: E731
+
+    def why_not(c):
+        j = by_name[c.name][0]
+        return "not above chance" if lows[j] <= 0 else f"under {MIN_SHARE:g} of the best reward's {best_gain:+.3f}"
+
     if not any(ok.values()):
         names = " nor ".join(label(c) for c in cands)
         what = f"neither {names} explains" if proxies else f"{label(base)} does not explain"
-        detail = "; ".join(f"{c.name.split(':', 1)[1]} {over_uniform(c)}" for c in cands)
-        return f"{head}; {what} it better than chance ({detail} nats/action over uniform)."
+        detail = "; ".join(f"{c.name.split(':', 1)[1]} {over_uniform(c)}, {why_not(c)}" for c in cands)
+        return f"{head}; {what} it ({detail}; nats/action over uniform)."
     good_proxies = [c for c in proxies if ok[c.name]]
     if not good_proxies:
-        rest = (f", not with {' or '.join(label(c) for c in proxies)} ({'; '.join(over_uniform(c) for c in proxies)})"
-                if proxies else "")
+        rest = (f", not with {' or '.join(label(c) for c in proxies)} "
+                f"({'; '.join(f'{over_uniform(c)}, {why_not(c)}' for c in proxies)})" if proxies else "")
         return f"{head}; consistent with {label(base)} ({over_uniform(base)} nats/action over uniform){rest}."
     best = max(good_proxies, key=lambda c: c.held_out_ll)
     if not ok[base_name]:
-        return (f"{head}; not by {label(base)} ({over_uniform(base)} nats/action over uniform, not above chance) "
+        return (f"{head}; not by {label(base)} ({over_uniform(base)} nats/action over uniform, {why_not(base)}) "
                 f"but by {label(best)} ({over_uniform(best)}).")
     j_best = by_name[best.name][0]
     delta = gains[j_base] - gains[j_best]
