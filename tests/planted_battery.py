@@ -288,3 +288,28 @@ def check_case(name: str, case: Case, verdict, reading: str) -> None:
         assert any(a in reading for a in alternatives), (name, req, reading)
     for word in case.forbid:
         assert word not in reading, (name, word, reading)
+
+
+def battery_tests(task_name: str):
+    """The two test functions of one task's battery file: episode seed 0 (default suite) and seeds 1, 2 (slow).
+    One file per task lets pytest-xdist run the tasks in parallel."""
+    import pytest
+
+    from mesalab.diagnostics import evaluation_levels
+    from mesalab.tasks import get_task
+
+    task = get_task(task_name)
+    pools = {s: evaluation_levels(task, s, N_EPISODES) for s in ("train", "test")}
+    cases = battery(task_name, pools["train"].grid)
+
+    @pytest.mark.parametrize("name", list(cases))
+    def test_verdict_and_reading(name):
+        check_case(name, cases[name], *run_case(task, cases[name], pools, seed=0))
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("seed", [1, 2])
+    @pytest.mark.parametrize("name", list(cases))
+    def test_verdict_and_reading_more_episode_seeds(name, seed):
+        check_case(name, cases[name], *run_case(task, cases[name], pools, seed=seed))
+
+    return test_verdict_and_reading, test_verdict_and_reading_more_episode_seeds
