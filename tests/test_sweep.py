@@ -90,29 +90,71 @@ def test_interrupted_sweep_keeps_finished_batches_and_resumes_only_the_rest(tmp_
     assert len(list((out / "checkpoints").glob("*.eqx"))) == 10
 
 
+def committed_cells(sweep_dir, scratch):
+    """Cell ids committed so far in a sweep database another process holds open (DuckDB locks the file, so
+    read a copy of it and its write-ahead log); None if the copy is not readable yet (mid-write: retry)."""
+    import shutil
+
+    db = Path(sweep_dir) / "sweep.duckdb"
+    if not db.exists():
+        return None
+    scratch.mkdir(parents=True, exist_ok=True)
+    for old in scratch.iterdir():
+        old.unlink()
+    try:
+        shutil.copyfile(db, scratch / "sweep.duckdb")
+        wal = db.with_name(db.name + ".wal")
+        if wal.exists():
+            shutil.copyfile(wal, scratch / "sweep.duckdb.wal")
+        con = duckdb.connect(str(scratch / "sweep.duckdb"))
+        try:
+            return [r[0] for r in con.execute("SELECT cell_id FROM cells").fetchall()]
+        finally:
+            con.close()
+    except (OSError, duckdb.Error):
+        return None
+
+
 @pytest.mark.slow
 def test_sigkilled_sweep_has_no_partial_rows_and_the_rerun_finishes_it(tmp_path):
+    """SIGKILL the sweep (parent and worker at once) right after its first batch is committed, while the next
+    one trains: the database holds whole committed batches only, and the re-run trains just the rest, so every
+    cell is stored exactly once."""
     config = tmp_path / "small.json"
     config.write_text(json.dumps(SMALL))
     out = tmp_path / "alpha"
     args = ["sweep", "simplicity", "--seeds", "3", "--config", str(config), "--episodes", "30", "--irl-levels", "0",
             "--workers", "1", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "mesalab", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list((out / "checkpoints").glob("*.eqx"))) < 5:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the parent and its worker, at once
-    proc.wait()
-    n_before = len(read(out, "SELECT cell_id FROM cells")) if (out / "sweep.duckdb").exists() else 0
-    assert n_before in (0, 5, 10, 15)  # whole batches only
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 600
+    seen = None
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            seen = committed_cells(out, tmp_path / "copy")
+            if seen:
+                break
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the parent and its worker, at once
+        proc.wait()
+    if not seen:
+        pytest.fail(f"no batch was committed before the deadline or the sweep's exit (rc {proc.returncode}): "
+                    + proc.stderr.read().decode()[-2000:])
+    assert proc.returncode == -signal.SIGKILL  # killed, not finished on its own
+    cells_before = [r[0] for r in read(out, "SELECT cell_id FROM cells")]
+    n_before = len(cells_before)
+    assert set(seen) <= set(cells_before)
+    assert n_before in (5, 10), n_before  # >= 1 whole batch of 5 finished, not all 15: something left to resume
+    per_cell = read(out, "SELECT cell_id, count(*) FROM cell_metrics GROUP BY cell_id")
+    assert {c for c, _ in per_cell} == set(cells_before) and len({n for _, n in per_cell}) == 1  # no partial cell
     res = mesalab(*args)
     assert res.returncode == 0, res.stderr
-    if n_before:
-        assert f"{n_before} cell(s) already finished" in res.stdout
+    assert f"{n_before} cell(s) already finished" in res.stdout
     cells = [r[0] for r in read(out, "SELECT cell_id FROM cells")]
-    assert len(cells) == 15 == len(set(cells))
-    assert len({n for _, n in read(out, "SELECT cell_id, count(*) FROM cell_metrics GROUP BY cell_id")}) == 1
+    assert len(cells) == 15 == len(set(cells)) and set(cells_before) <= set(cells)
+    per_cell = read(out, "SELECT cell_id, count(*) FROM cell_metrics GROUP BY cell_id")
+    assert len(per_cell) == 15 and len({n for _, n in per_cell}) == 1
     assert "15 of 15 cells finished" in res.stdout and "Spearman rho" in res.stdout
 
 
