@@ -148,16 +148,70 @@ def test_same_config_and_seed_give_identical_numbers(run_dir, tmp_path):
     assert a == b
 
 
-def test_checkpoint_roundtrip_and_corrupt_checkpoint(run_dir, tmp_path):
+def _replayed_evaluations(task, models, seeds, settings):
+    """``evaluations`` rows (split, objective, competent_rate, reach_rate, mean_return) and drawn trajectories of
+    a stack of models evaluated as the run evaluates them (the run's level pools and per-seed keys)."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from mesalab.diagnostics import summarise
+    from mesalab.runner import evaluate_models, evaluation_pools
+
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs) if eqx.is_array(xs[0]) else xs[0], *models)
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+    episodes = evaluate_models(task, stacked, keys, evaluation_pools(task, settings), settings.greedy)
+    rows, paths = {}, {}
+    for i, seed in enumerate(seeds):
+        for split, ep in episodes.items():
+            one = jax.tree_util.tree_map(lambda x: x[i], ep)
+            for o in summarise(task, one, split).objectives:
+                rows[(seed, split, o.name)] = (o.competent_rate, o.reach_rate, o.mean_return)
+            for lvl in range(3):
+                n = int(one.length[lvl]) + 1
+                paths[(seed, split, lvl)] = (one.positions[lvl, :n, 0].tolist(), one.positions[lvl, :n, 1].tolist())
+    return rows, paths
+
+
+def test_loaded_checkpoints_reproduce_the_runs_stored_evaluation(run_dir, tmp_path):
+    """The checkpoints, replayed on the run's evaluation levels with its keys, give exactly the stored
+    per-objective rates, returns and drawn trajectories; untrained models of the same config do not (so the
+    comparison can fail); a corrupt checkpoint is a one-line error."""
+    import duckdb
     import jax
 
     from mesalab.errors import CorruptRunError
-    from mesalab.pipeline import load_model
+    from mesalab.optimizers import PPOConfig
+    from mesalab.optimizers.ppo import init_model
+    from mesalab.pipeline import load_model, load_run_config
+    from mesalab.runner import EvalSettings
+    from mesalab.tasks import get_task
 
-    model = load_model(run_dir, 0)
-    obs = jax.numpy.zeros((17, 17, 10), bool)
-    (logits, value), acts = model(obs)
+    meta = load_run_config(run_dir)
+    task = get_task(meta["task"])
+    settings = EvalSettings(**{k: v for k, v in meta.get("eval", {}).items() if k in EvalSettings.__dataclass_fields__})
+    assert settings.episodes == 60
+    con = duckdb.connect(str(run_dir / "results.duckdb"), read_only=True)
+    stored = {(s, sp, o): (c, r, m) for s, sp, o, c, r, m in con.execute(
+        "SELECT seed, split, objective, competent_rate, reach_rate, mean_return FROM evaluations").fetchall()}
+    stored_paths = {(s, sp, lvl): (rows, cols) for s, sp, lvl, rows, cols in con.execute(
+        "SELECT seed, split, level, rows, cols FROM trajectories WHERE level < 3").fetchall()}
+    con.close()
+    seeds = meta["seeds"]
+    models = [load_model(run_dir, s) for s in seeds]
+    (logits, value), acts = models[0](jax.numpy.zeros(task.env.obs_shape, bool))
     assert logits.shape == (4,) and "hidden_0" in acts
+    rows, paths = _replayed_evaluations(task, models, seeds, settings)
+    assert rows.keys() == stored.keys() and len(rows) == 2 * 2 * 2
+    for k, v in stored.items():
+        assert rows[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+    assert paths == stored_paths
+    # untrained models (fresh initialisations) are told apart by the same comparison
+    config = PPOConfig(**meta["ppo"])
+    fresh = [init_model(config, jax.random.key(100 + s)) for s in seeds]
+    rows_fresh, paths_fresh = _replayed_evaluations(task, fresh, seeds, settings)
+    assert any(rows_fresh[k] != pytest.approx(v, rel=1e-9, abs=1e-12) for k, v in stored.items())
+    assert paths_fresh != stored_paths
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)
     (broken / "checkpoints" / "seed-0.eqx").write_bytes(b"garbage")
@@ -174,14 +228,6 @@ def test_report_rerender_and_corrupt_database(run_dir, tmp_path):
     (broken / "results.duckdb").write_bytes(b"not a database at all" * 100)
     out = mesalab("report", str(broken), timeout=300)
     assert out.returncode == 2 and "rerun `mesalab run`" in out.stderr and len(out.stderr.strip().splitlines()) == 1
-
-
-def test_results_write_is_atomic(tmp_path):
-    from mesalab.results.store import write_results
-
-    with pytest.raises(Exception):
-        write_results(tmp_path, {"verdicts": [(0, "x")]})  # wrong arity: fails mid-transaction
-    assert not (tmp_path / "results.duckdb").exists()
 
 
 def test_interrupted_run_leaves_no_results_database(tmp_path):
