@@ -16,18 +16,38 @@ def red_door():
     return get_task("red-door")
 
 
-def figures_loaded_in_chromium(html_path, tmp_path) -> tuple[int, int]:
-    """Render a report in headless Chromium and return (figures loaded, figures in the page), as set by the
-    report's data-figures-loaded marker. Skips (or fails, with MESALAB_REQUIRE_CHROMIUM set) without Chromium."""
-    import re
+def chromium_required() -> bool:
+    return os.environ.get("MESALAB_REQUIRE_CHROMIUM", "") not in ("", "0")
+
+
+def chromium_browser() -> str:
+    """Path of the headless browser that renders reports. Call it (or use the ``chromium`` fixture) at the very
+    start of a test that needs it: it skips the test without Chromium, or fails it when MESALAB_REQUIRE_CHROMIUM
+    is set, so no other check is ever dropped by a skip part-way through a test."""
     import shutil
-    import subprocess
 
     browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
     if browser is None:
-        if os.environ.get("MESALAB_REQUIRE_CHROMIUM"):
+        if chromium_required():
             pytest.fail("chromium is required (MESALAB_REQUIRE_CHROMIUM is set) but not installed")
-        pytest.skip("chromium not installed (apt-get install chromium)")
+        pytest.skip("chromium not installed (apt-get install chromium; set MESALAB_REQUIRE_CHROMIUM=1 to require it)")
+    return browser
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The browser path; session-scoped, so a test using it skips (or fails) before any other fixture is built."""
+    return chromium_browser()
+
+
+def figures_loaded_in_chromium(html_path, tmp_path, browser: str | None = None) -> tuple[int, int]:
+    """Render a report in headless Chromium and return (figures loaded, figures in the page), as set by the
+    report's data-figures-loaded marker. Pass ``browser`` from the ``chromium`` fixture; without it this looks
+    the browser up itself and may skip part-way through the calling test (kept for older callers only)."""
+    import re
+    import subprocess
+
+    browser = browser or chromium_browser()
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", html_path.as_uri()]
@@ -35,3 +55,25 @@ def figures_loaded_in_chromium(html_path, tmp_path) -> tuple[int, int]:
     m = re.search(r'data-figures-loaded="(\d+)/(\d+)"', out.stdout)
     assert m, out.stdout[:500] + out.stderr[-1000:]
     return int(m.group(1)), int(m.group(2))
+
+
+def embedded_figures(html: str) -> list[tuple[int, int]]:
+    """(width, height) of every ``<img>`` of a report, decoded from its inline PNG (no browser needed); fails
+    on an image that is not an inline, well-formed PNG."""
+    import base64
+    import re
+    import struct
+    import zlib
+
+    sizes = []
+    for src in re.findall(r'<img[^>]*\ssrc="([^"]*)"', html):
+        assert src.startswith("data:image/png;base64,"), src[:80]
+        data = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:8]
+        length, kind = struct.unpack(">I4s", data[8:16])
+        assert kind == b"IHDR" and length == 13
+        width, height = struct.unpack(">II", data[16:24])
+        assert zlib.crc32(data[12:29]) == struct.unpack(">I", data[29:33])[0]  # the header chunk is intact
+        assert data.rstrip(b"\x00")[-8:-4] == b"IEND"
+        sizes.append((width, height))
+    return sizes

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import figures_loaded_in_chromium
+from conftest import embedded_figures, figures_loaded_in_chromium
 
 SMALL = {"num_envs": 16, "rollout_len": 32, "width": 32, "depth": 1, "pool_size": 64, "total_steps": 4096}
 
@@ -251,6 +251,27 @@ def test_interrupted_run_leaves_no_results_database(tmp_path):
     assert out.returncode == 2 and "did not finish" in out.stderr
 
 
-def test_report_renders_in_headless_chromium_with_every_figure(run_dir, tmp_path):
-    loaded, total = figures_loaded_in_chromium(run_dir / "report.html", tmp_path)
+def test_report_renders_in_headless_chromium_with_every_figure(chromium, run_dir, tmp_path):
+    """Its own test: skips at its start without Chromium (fails with MESALAB_REQUIRE_CHROMIUM=1)."""
+    loaded, total = figures_loaded_in_chromium(run_dir / "report.html", tmp_path, chromium)
     assert total == 7 and loaded == total  # 5 shift figures + IRL weights + optimization power
+
+
+def test_report_embeds_every_figure_as_a_well_formed_png(run_dir):
+    """The figure checks that need no browser always run: 7 inline PNGs, each well-formed and non-empty, and
+    the page script that reports how many loaded."""
+    html = (run_dir / "report.html").read_text()
+    sizes = embedded_figures(html)
+    assert len(sizes) == 7 and all(w > 100 and h > 100 for w, h in sizes), sizes
+    assert "data-figures-loaded" in html
+
+
+@pytest.mark.parametrize("required", ["", "1"])
+def test_missing_chromium_skips_or_fails_at_the_start(monkeypatch, required):
+    import conftest
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("MESALAB_REQUIRE_CHROMIUM", required)
+    expected = pytest.fail.Exception if required else pytest.skip.Exception
+    with pytest.raises(expected, match="chromium"):
+        conftest.chromium_browser()

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from conftest import figures_loaded_in_chromium
+from conftest import embedded_figures, figures_loaded_in_chromium
 
 SMALL = {"num_envs": 16, "rollout_len": 32, "width": 32, "depth": 1, "pool_size": 64, "total_steps": 4096}
 EVAL = {"episodes": 30, "irl_levels": 0}
@@ -233,24 +233,40 @@ def test_analysis_and_toy_model_comparison_on_a_known_diversity_sweep(tmp_path):
     assert {x.verdict for x in analyse_sweep(tmp_path / "flat").verdicts} == {"inconclusive"}
 
 
-def test_sweep_report_renders_every_figure_and_rerenders(tmp_path):
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory):
+    """A finished one-seed simplicity sweep with IRL (shared; tests change copies of it)."""
     from mesalab.experiments.sweep import run_sweep
 
-    out = tmp_path / "cap"
+    out = tmp_path_factory.mktemp("sweep") / "cap"
     run_sweep("simplicity", [0], out, workers=1, overrides=SMALL, eval_overrides={"episodes": 30, "irl_levels": 10})
+    return out
+
+
+def test_sweep_report_has_every_figure_rerenders_and_rejects_a_corrupt_database(small_sweep, tmp_path):
+    import shutil
+
+    out = tmp_path / "cap"
+    shutil.copytree(small_sweep, out)
     metrics = {m for (m,) in read(out, "SELECT DISTINCT metric FROM cell_metrics")}
     assert {"test/success", "test/bits_fraction", "test/goal_directedness", "test/outcome:base", "train/success",
             "train_curve/success_final"} <= metrics
     html = (out / "report.html").read_text()
-    assert "Verdicts" in html and "Spearman rho" in html and html.count("<img") == 3
+    assert "Verdicts" in html and "Spearman rho" in html and len(embedded_figures(html)) == 3
     (out / "report.html").unlink()
     res = mesalab("report", str(out), timeout=120)
     assert res.returncode == 0 and (out / "report.html").exists()
-    assert figures_loaded_in_chromium(out / "report.html", tmp_path) == (3, 3)
+    sizes = embedded_figures((out / "report.html").read_text())
+    assert len(sizes) == 3 and all(w > 100 and h > 100 for w, h in sizes), sizes
     (out / "sweep.duckdb").write_bytes(b"not a database")
     res = mesalab("report", str(out), timeout=120)
     assert res.returncode == 2 and "not a readable sweep database" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_sweep_report_renders_in_headless_chromium(chromium, small_sweep, tmp_path):
+    """Its own test: skips at its start without Chromium (fails with MESALAB_REQUIRE_CHROMIUM=1)."""
+    assert figures_loaded_in_chromium(small_sweep / "report.html", tmp_path, chromium) == (3, 3)
 
 
 def test_pin_to_core_pins_threads_started_before_it():
