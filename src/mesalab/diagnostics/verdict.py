@@ -66,10 +66,11 @@ class Verdict(NamedTuple):
     @property
     def text(self) -> str:
         what = verdict_phrase(self.label, self.proxy)
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in self.shares if share > 0)
         if self.label == NOT_TRAINED:
             return (f"{what}: the base objective was pursued competently in {self.train_rate:.0%} of {self.n_train} "
-                    f"training episodes, below {TRAINING_COMPETENCE:.0%} (confidence {self.confidence:.2f})")
-        shares = ", ".join(f"{name} {share:.0%}" for name, share in self.shares if share > 0)
+                    f"training episodes, below {TRAINING_COMPETENCE:.0%} (confidence {self.confidence:.2f}; "
+                    f"{self.n_episodes} test episodes: {shares})")
         unchecked = "; training competence not checked" if self.train_rate is None else ""
         return f"{what} (confidence {self.confidence:.2f}, {self.n_episodes} test episodes: {shares}{unchecked})"
 
