@@ -136,7 +136,10 @@ def test_sigkilled_sweep_has_no_partial_rows_and_the_rerun_finishes_it(tmp_path)
                 break
             time.sleep(0.5)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the parent and its worker, at once
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the parent and its worker, at once
+        except ProcessLookupError:  # it had already exited (checked below)
+            pass
         proc.wait()
     if not seen:
         pytest.fail(f"no batch was committed before the deadline or the sweep's exit (rc {proc.returncode}): "
