@@ -313,3 +313,31 @@ def battery_tests(task_name: str):
         check_case(name, cases[name], *run_case(task, cases[name], pools, seed=seed))
 
     return test_verdict_and_reading, test_verdict_and_reading_more_episode_seeds
+
+
+def detour(name: str, target, factor: int, extra: int) -> Policy:
+    """Bumps into a wall next to its start (a step that does not move) until ``factor * d + extra - d`` steps are
+    spent, ``d`` being its own shortest distance to ``target`` at the start, then walks a shortest path: it arrives
+    after exactly ``factor * d + extra`` steps. Only for levels whose start has a wall neighbour."""
+    walker = seeker(name, target)
+
+    def act(obs, key, carry):
+        t, wait = carry
+        r, c = _agent_cell(obs)
+        d = jnp.min(_move_costs(obs, target(obs).astype(bool))[:, r, c]) + 1
+        wait = jnp.where(t == 0, (factor - 1) * d + extra, wait)
+        walls = obs[..., CH["wall"]].astype(bool)
+        into_wall = jnp.stack([_shift(walls, dr, dc, True)[r, c] for dr, dc in MOVES])
+        action = jnp.where(t < wait, jnp.argmax(into_wall).astype(jnp.int32), walker.act(obs, key))
+        return action, (t + 1, wait)
+
+    return Policy(name, act, "global", None, lambda: (jnp.int32(0), jnp.int32(0)))
+
+
+def start_next_to_wall(obs) -> bool:
+    import numpy as np
+
+    obs = np.asarray(obs)
+    r, c = np.argwhere(obs[..., CH["agent"]])[0]
+    walls = obs[..., CH["wall"]].astype(bool)
+    return any(walls[r + dr, c + dc] for dr, dc in MOVES)
