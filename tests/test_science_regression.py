@@ -85,3 +85,22 @@ def test_alpha_trend_is_supported(alpha_sweep):
     proxy = by_metric["test/outcome:proxy:red"]
     assert proxy.verdict == "supported" and proxy.trend.rho < 0, proxy.sentence
     assert by_metric["test/outcome:base"].verdict == "supported", by_metric["test/outcome:base"].sentence
+
+
+@pytest.mark.slow
+def test_short_maze_path_training_extrapolates_9_to_13():
+    """The learned-search claim at a reduced budget: a width-24 recall network trained for 1500 steps on 9x9
+    mazes solves unseen 9x9 mazes and, given more ticks than it was trained with, unseen 13x13 mazes. (Measured
+    on this machine: 2000 steps gave 100% on both; the training curve reached 98% on 9x9 by step 1250.)"""
+    import jax
+
+    from mesalab.diagnostics.compute_scaling import maze_path_compute_scaling
+    from mesalab.optimizers.thinking import ThinkingConfig, make_train
+
+    config = ThinkingConfig.from_dict({"width": 24, "steps": 1500, "eval_every": 500})
+    model, _ = make_train(config)(jax.random.PRNGKey(0))
+    cs = maze_path_compute_scaling(model, jax.random.PRNGKey(10_000), [9, 13], 120, 100, trained_size=9)
+    by_size = {r["size"]: r for r in cs.summary()}
+    assert by_size[9]["accuracy_at_best_ticks"] >= 0.95, by_size
+    assert by_size[13]["accuracy_at_best_ticks"] >= 0.80, by_size  # the floor: unseen, bigger mazes
+    assert by_size[13]["best_ticks"] > config.ticks, by_size  # it needs more thinking than it was trained with
