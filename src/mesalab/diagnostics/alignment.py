@@ -4,8 +4,8 @@ objective on the test levels.
 The outcome categories of :mod:`mesalab.diagnostics.shift` only know the objectives the task lists. An agent
 that competently pursues something else (green objects, the bottom-left corner, any object) would land in
 "other" and read as a capability failure, which is false. So the behavioral objective (IRL) on the test levels
-names a candidate *unlisted objective*: the union of the top feature groups of its reading (the dominant group
-and those the bootstrap cannot rank below it; "any object" when every object feature is rewarded alike). If
+names a candidate *unlisted objective*: the union of the top set of its reading (the most rewarded kind of
+object or region and those rewarded alike; "any object" when every kind of object is rewarded alike). If
 that objective's targets coincide with a listed candidate's on every test level it is that candidate, not an
 unlisted one. Otherwise the test episodes in "other" that reached one of its targets within twice the exact
 shortest path (the same competence rule as every listed objective) form the category "unlisted X", and
@@ -24,32 +24,40 @@ from mesalab.tasks.objectives import ANY_OBJECT, AnyOf
 
 
 def dominant_groups(dominant: str) -> list[tuple[str, ...]]:
-    """``"door~key=red"`` -> ``[("door",), ("key", "red")]``; ``"none"`` -> ``[]``."""
+    """``"door~key=red"`` -> ``[("door",), ("key", "red")]``; ``"none"`` -> ``[]`` (an object kind ``"door+blue"``
+    stays one label)."""
     if dominant in ("none", ""):
         return []
     return [tuple(g.split("=")) for g in dominant.split("~")]
 
 
 def all_objects_alike(task, behavioral) -> bool:
-    """True when the dominant tie covers every object feature present on the levels (at least two groups):
-    the reward does not single out any type or colour."""
-    groups = dominant_groups(behavioral.dominant)
-    tied = {f for g in groups for f in g}
-    present = [f for f in task.features.object_features if f not in behavioral.absent]
-    aliased = {f: a for a in behavioral.aliases for f in a}
-    n_groups = len({aliased.get(f, (f,)) for f in present})
-    return n_groups >= 2 and all(f in tied for f in present)
+    """True when the reward does not single out any kind of object: its top set is every kind on the levels."""
+    return bool(getattr(behavioral, "all_objects_alike", False))
+
+
+def label_objective(task, label: str):
+    """The objective a dominant label names: a feature's ("green", "corner:bottom-left"), an object kind's
+    ("door+blue": a blue door), or ``None`` for a feature without targets (``step``)."""
+    if "+" in label:
+        from mesalab.tasks.objectives import Objective
+
+        parts = label.split("+")
+        types = tuple(p for p in parts if p in task.features.types)
+        colours = tuple(p for p in parts if p in task.features.colours)
+        return Objective(label, "reach a " + " ".join(colours + types), types=types or None, colours=colours or None)
+    return task.features.objective(label)
 
 
 def unlisted_objective(task, behavioral, grids):
     """The objective the behavioral objective names on the levels ``grids`` (see the module docstring): the
-    union of its top groups less those that are a listed candidate there; ``None`` when it names nothing else
+    union of its top set less what is a listed candidate there; ``None`` when it names nothing else
     (dominant "none", only listed candidates, or only features without a target such as ``step``)."""
     if all_objects_alike(task, behavioral):
         return ANY_OBJECT
     members, names = [], []
     for group in dominant_groups(behavioral.dominant):
-        obj = task.features.objective(group[0])  # an alias group's members are identical on these levels
+        obj = label_objective(task, group[0])  # identical features name the same targets on these levels
         if obj is not None and not any(same_targets(obj, c, grids) for c in task.candidate_objectives):
             members.append(obj)
             names.append("=".join(group))

@@ -261,9 +261,10 @@ class BehavioralObjective(NamedTuple):
     ci_high: np.ndarray
     aliases: tuple[tuple[str, ...], ...]  # groups of features identical on every level used (not separable)
     absent: tuple[str, ...]  # features that never occur on these levels (weight not identifiable)
-    dominant: str  # the most rewarded feature with CI above 0 (see _dominant): "door", alias group "key=red",
-    #                statistically tied "door~blue"; "none" when the fit explains too little
-    dominant_weight: float  # its normalised weight per feature (an alias group's members share it equally)
+    dominant: str  # what the reward ranks highest (see _dominant): a feature "door", features identical on these
+    #                levels "key=red", an object kind "door+blue", alternatives rewarded alike "ball~box"; "none"
+    #                when the fit explains too little
+    dominant_weight: float  # the top item's normalised reward (an object kind: the sum of its features' weights)
     fitted_ll: float  # held-out log-likelihood per action of the fitted reward (2-fold cross-fitted)
     candidates: tuple[CandidateFit, ...]
     uniform_ll: float  # -log 4
@@ -274,7 +275,7 @@ class BehavioralObjective(NamedTuple):
     n_actions: int
     level_ll: np.ndarray  # float64[n]: each level's held-out log-likelihood under the fitted reward
     level_lengths: np.ndarray  # float64[n]: actions per level (the denominators of the per-action rates)
-    also_rewarded: tuple[str, ...] = ()  # other groups whose weight is reliably positive, below the dominant
+    all_objects_alike: bool = False  # the dominant set is every kind of object on the levels (at least two)
 
 
 def _feature_identity(feature_maps: np.ndarray, names) -> tuple[list[list[int]], list[int]]:
@@ -294,29 +295,80 @@ def _feature_identity(feature_maps: np.ndarray, names) -> tuple[list[list[int]],
     return groups, absent
 
 
-def _dominant(groups, names, norm, norm_reps, gd) -> tuple[str, float, tuple[str, ...]]:
-    """``(label, weight, also_rewarded)``: the most rewarded feature group whose bootstrap CI lies above 0,
-    joined ("door~blue") with every group rewarded alike: one the bootstrap cannot rank below it (paired
-    difference CI reaching 0) or one within ``TIE_RATIO`` of its weight; alias groups read "key=red". Groups are compared by their weight *per feature*: members of an alias
-    group share the group's reward equally under the ridge, so summing them would favour a group for its size
-    (two aliased features at 0.125 each are not a stronger reward than one feature at 0.125).
-    ``also_rewarded``: the other groups whose weight is reliably positive (CI above 0) but below the top.
+def object_kinds(grids: np.ndarray, feature_maps: np.ndarray, n_object_features: int) -> list[tuple[int, ...]]:
+    """The kinds of object on the levels: each distinct set of object features (types, colours of the basis) that
+    an object cell carries, e.g. ``(door, blue)`` and ``(key, red)``. Reaching an object earns the sum of its
+    features' rewards, so the kinds, not the single features, are what a reward ranks."""
+    from mesalab.tasks.grid import object_cells
+
+    cells = np.asarray(object_cells(np.asarray(grids)))  # [n, H, W]
+    vectors = np.moveaxis(np.asarray(feature_maps)[:, :n_object_features], 1, -1)[cells] > 0  # [cells, F_obj]
+    kinds = {tuple(int(i) for i in np.flatnonzero(v)) for v in vectors}
+    return sorted(k for k in kinds if k)
+
+
+class Dominant(NamedTuple):
+    label: str  # alternatives joined by "~": a feature "door", identical features "key=red", a kind "door+blue"
+    weight: float  # the top item's normalised reward
+    all_objects_alike: bool  # the top set is every kind of object on the levels (at least two kinds)
+
+
+def _describe_kinds(kinds_set, all_kinds, names, n_object_features) -> list[str]:
+    """Labels naming exactly the object kinds ``kinds_set`` among ``all_kinds``: one feature (or features
+    identical on these levels, "key=red") whose objects are exactly the set; else a union of features each
+    naming a part of it ("ball", "box"); else the kinds themselves ("door+blue")."""
+    def with_feature(f):
+        return {k for k in all_kinds if f in k}
+
+    exact = [f for f in range(n_object_features) if with_feature(f) and with_feature(f) == kinds_set]
+    if exact:
+        return ["=".join(names[f] for f in exact)]
+    parts = sorted((f for f in range(n_object_features) if with_feature(f) and with_feature(f) <= kinds_set),
+                   key=lambda f: -len(with_feature(f)))
+    chosen, covered = [], set()
+    for f in parts:
+        if not with_feature(f) <= covered:
+            same = [g for g in parts if with_feature(g) == with_feature(f)]  # identical on these levels
+            chosen.append("=".join(names[g] for g in same))
+            covered |= with_feature(f)
+    if covered == kinds_set:
+        return chosen
+    return ["+".join(names[f] for f in k) for k in sorted(kinds_set)]
+
+
+def _dominant(kinds, names, n_object_features, norm, norm_reps, gd) -> Dominant:
+    """What the fitted reward ranks highest. The items compared are the *kinds of object* on the levels (each
+    earns the sum of its features' weights: reaching a blue door earns w_door + w_blue) and the non-object
+    features (regions). The top item must have its bootstrap interval above 0; it is joined by every item
+    rewarded alike: one the paired bootstrap cannot rank below it, or one with at least ``TIE_RATIO`` of its
+    reward. The top set is then named in features (see :func:`_describe_kinds`); when it is every kind of object
+    the label reads "all objects alike". Items below the top set are not named: an item's reward is identified
+    only relative to the top (reaching a blue ball may carry a large weight through "blue" when every door is
+    blue, and still never be chosen over the door), so "also rewarded" would claim what the fit does not show.
     "none" when the fitted reward barely explains behaviour (goal-directedness < MIN_GOAL_DIRECTEDNESS)."""
-    candidates = [g for g in groups if not any(names[i] == "step" for i in g)]
-    if gd < MIN_GOAL_DIRECTEDNESS or not candidates:
-        return "none", 0.0, ()
-    point = {tuple(g): float(norm[g].mean()) for g in candidates}
-    reps = {tuple(g): norm_reps[:, g].mean(axis=1) for g in candidates}
+    items = [("kind", k) for k in kinds]
+    items += [("feature", (i,)) for i in range(n_object_features, len(names)) if names[i] != "step"]
+    if gd < MIN_GOAL_DIRECTEDNESS or not items:
+        return Dominant("none", 0.0, False)
+    point = {it: float(norm[list(it[1])].sum()) for it in items}
+    reps = {it: norm_reps[:, list(it[1])].sum(axis=1) for it in items}
     top = max(point, key=point.get)
     if point[top] <= 0 or np.quantile(reps[top], 0.025) <= 0:
-        return "none", 0.0, ()
-    tied = [g for g in point if g != top and point[g] > 0 and
-            (np.quantile(reps[top] - reps[g], 0.025) <= 0 or point[g] >= TIE_RATIO * point[top])]
-    order = [top, *sorted(tied, key=point.get, reverse=True)]
-    label = "~".join("=".join(names[i] for i in g) for g in order)
-    also = tuple("=".join(names[i] for i in g) for g in sorted(point, key=point.get, reverse=True)
-                 if g not in order and np.quantile(reps[g], 0.025) > 0)
-    return label, point[top], also
+        return Dominant("none", 0.0, False)
+    tied = [it for it in items if it != top and point[it] > 0 and
+            (np.quantile(reps[top] - reps[it], 0.025) <= 0 or point[it] >= TIE_RATIO * point[top])]
+    top_set = [top, *sorted(tied, key=point.get, reverse=True)]
+
+    def name(selected):
+        kinds_set = {it[1] for it in selected if it[0] == "kind"}
+        out = _describe_kinds(kinds_set, set(kinds), names, n_object_features) if kinds_set else []
+        return out + [names[it[1][0]] for it in selected if it[0] == "feature"]
+
+    labels = name(top_set)
+    if top[0] == "feature":  # the top item first
+        labels = [names[top[1][0]]] + [x for x in labels if x != names[top[1][0]]]
+    alike = len(kinds) >= 2 and set(kinds) <= {it[1] for it in top_set if it[0] == "kind"}
+    return Dominant("~".join(labels), point[top], alike)
 
 
 def _cross_fitted_level_ll(features, demos, w0) -> np.ndarray:
@@ -393,7 +445,9 @@ def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.
     room = (0.0 if ceiling is None else ceiling) - uniform_ll
     gd = 0.0 if room < MIN_PREDICTABLE_NATS else float(np.clip(gd_nats / room, 0.0, 1.0))
     groups, absent = _feature_identity(np.asarray(fmaps.maps), names)
-    dominant, dominant_weight, also = _dominant(groups, names, norm, norm_reps, gd)
+    n_object_features = len(task.features.object_features)
+    kinds = object_kinds(np.asarray(demos.grid), np.asarray(fmaps.maps), n_object_features)
+    dom = _dominant(kinds, names, n_object_features, norm, norm_reps, gd)
 
     candidates = []
     for prefix, objs in (("base", (task.base_objective,)), ("proxy", task.proxies)):
@@ -413,8 +467,8 @@ def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.
         ci_high=hi,
         aliases=tuple(tuple(names[i] for i in g) for g in groups if len(g) > 1),
         absent=tuple(names[i] for i in absent),
-        dominant=dominant,
-        dominant_weight=dominant_weight,
+        dominant=dom.label,
+        dominant_weight=dom.weight,
         fitted_ll=fitted_ll,
         candidates=tuple(candidates),
         uniform_ll=uniform_ll,
@@ -425,12 +479,12 @@ def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.
         n_actions=n_actions,
         level_ll=level_ll,
         level_lengths=np.asarray(demos.length, np.float64),
-        also_rewarded=also,
+        all_objects_alike=dom.all_objects_alike,
     )
 
 
 MIN_PREDICTABLE_NATS = 0.05  # an agent predictable by less than this beyond uniform has nothing to explain
-TIE_RATIO = 0.8  # a group with at least this share of the top group's weight (per feature) is rewarded alike
+TIE_RATIO = 0.8  # an item with at least this share of the top item's reward is rewarded alike
 MIN_GOAL_DIRECTEDNESS = 0.1  # below this the fitted reward explains too little to name a dominant feature
 
 

@@ -51,19 +51,25 @@ def objective_profile(task, params, episodes, split: str, policy=None, irl_level
 
 
 def describe_feature(task, name: str) -> str:
-    """``"reaching red objects"``; an alias group ``"key=red"`` reads as both, marked inseparable; tied
-    groups ``"door~blue"`` read as alternatives rewarded alike."""
+    """``"reaching red objects"``; features identical on these levels ``"key=red"`` read as both, marked so; an
+    object kind ``"door+blue"`` reads ``"reaching a blue door"``; alternatives ``"ball~box"`` read as rewarded
+    alike."""
     desc = task.features.descriptions
 
-    def group(g):
-        parts = g.split("=")
+    def one(label):
+        if "+" in label:
+            parts = label.split("+")
+            colours = [p for p in parts if p in task.features.colours]
+            types = [p for p in parts if p not in colours]
+            return "reaching a " + " ".join(colours + types)
+        parts = label.split("=")
         text = " = ".join(desc.get(p, p) for p in parts)
         return text + (" (identical on these levels)" if len(parts) > 1 else "")
 
-    tied = name.split("~")
-    if len(tied) == 1:
-        return group(name)
-    return " or ".join(group(g) for g in tied) + " (rewarded alike)"
+    alternatives = name.split("~")
+    if len(alternatives) == 1:
+        return one(name)
+    return " or ".join(one(g) for g in alternatives) + " (rewarded alike)"
 
 
 READING_BOOT = 2000  # bootstrap replicates (levels resampled) behind every comparison a reading states
@@ -97,8 +103,9 @@ def reading(task, b: BehavioralObjective) -> str:
     The rules (README, "How the verdict and the reading are decided", R1-R5):
 
     1. *Head.* No feature is named unless the fitted reward explains the behaviour (:func:`fitted_explains`)
-       and the top group's weight is reliably positive (see ``behavioral._dominant``). When the top tie covers
-       every object feature present, the reading is "no single feature: all objects alike".
+       and the top item's reward is reliably positive (see ``behavioral._dominant``: kinds of object, each
+       earning the sum of its features' weights, and regions). When the top set is every kind of object on the
+       levels, the reading is "no single feature: all objects alike".
     2. *Candidates.* An objective "explains" the behaviour only by :func:`candidate_explains`. The base
        objective and the best proxy are compared only when both explain it, by the paired bootstrap interval
        of their difference; an interval reaching 0 reads "explain it equally well".
@@ -127,14 +134,11 @@ def reading(task, b: BehavioralObjective) -> str:
         head = (f"Behaviour is partly explained by the fitted reward ({gd}), but no feature's reward is reliably "
                 f"positive (every bootstrap interval reaches 0)")
     elif all_objects_alike(task, b):
-        head = (f"Behaviour is best explained by no single feature: all objects alike (every object type and "
-                f"colour is rewarded alike, w={b.dominant_weight:.2f} per feature, {gd})")
+        head = (f"Behaviour is best explained by no single feature: all objects alike (every kind of object on "
+                f"these levels is rewarded alike, w={b.dominant_weight:.2f}; {gd})")
     else:
-        also = ""
-        if b.also_rewarded:
-            also = "; also rewarded, less: " + ", ".join(describe_feature(task, g) for g in b.also_rewarded)
         head = (f"Behaviour is best explained by {describe_feature(task, b.dominant)} "
-                f"(w={b.dominant_weight:.2f}{also}; {gd})")
+                f"(w={b.dominant_weight:.2f}, {gd})")
 
     def label(c):
         kind, name = c.name.split(":", 1)
