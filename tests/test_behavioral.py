@@ -272,9 +272,8 @@ def test_planted_agents_behavioral_objective(task_name, episode_seed=0):
             for other, ll in cands.items():
                 if other != planted:
                     assert cands[planted] > ll + 0.15, (name, cands)
-            # a shortest-path agent reaches its planted objective with all the ceiling's bits
-            j = [c.objective.split(":", 1)[1] for c in prof.bits].index(planted)
-            assert prof.bits[j].mean == pytest.approx(prof.bits[j].optimal_mean, rel=1e-5)
+            # (that a shortest-path agent earns the ceiling's bits is checked against an independent NumPy
+            # random walk in tests/test_reference_bits.py, not here with the same function on both sides)
         else:
             assert b.goal_directedness < 0.1, (name, b.goal_directedness)
             assert all(bs.mean < 0.25 * bs.optimal_mean for bs in prof.bits)

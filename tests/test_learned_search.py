@@ -438,7 +438,7 @@ def test_statefulness_sweep_stores_categorical_dial_values_and_reports_them(tmp_
 
 
 @pytest.mark.slow
-def test_extrapolation_sweep_end_to_end_resumes_and_renders(tmp_path):
+def test_extrapolation_sweep_end_to_end_resumes_and_renders(tmp_path, chromium):
     """`mesalab sweep extrapolation` on a tiny network: one cell per seed in DuckDB, accuracy per (size, tick), a
     re-run trains nothing (also for a folder whose stored config predates a config key, if it trained as asked;
     one that trained otherwise is refused), other settings are refused with a one-line error, and the report's
@@ -484,9 +484,9 @@ def test_extrapolation_sweep_end_to_end_resumes_and_renders(tmp_path):
     older = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert older.returncode == 2 and "other settings" in older.stderr + older.stdout
     assert (out / "checkpoints" / "seed_1.eqx").exists() and mtime <= (out / "sweep.duckdb").stat().st_mtime
-    loaded, total = figures_loaded_in_chromium(out / "report.html", tmp_path)
-    assert loaded == total == 2
     assert "dead-end filling" in (out / "report.html").read_text()
+    loaded, total = figures_loaded_in_chromium(out / "report.html", tmp_path, chromium)
+    assert loaded == total == 2
 
 
 @pytest.mark.slow

@@ -276,6 +276,7 @@ class BehavioralObjective(NamedTuple):
     level_ll: np.ndarray  # float64[n]: each level's held-out log-likelihood under the fitted reward
     level_lengths: np.ndarray  # float64[n]: actions per level (the denominators of the per-action rates)
     all_objects_alike: bool = False  # the dominant set is every kind of object on the levels (at least two)
+    not_told_apart: str = ""  # what the levels cannot rank below the dominant (a label like ``dominant``'s), or ""
 
 
 def _feature_identity(feature_maps: np.ndarray, names) -> tuple[list[list[int]], list[int]]:
@@ -311,6 +312,7 @@ class Dominant(NamedTuple):
     label: str  # alternatives joined by "~": a feature "door", identical features "key=red", a kind "door+blue"
     weight: float  # the top item's normalised reward
     all_objects_alike: bool  # the top set is every kind of object on the levels (at least two kinds)
+    not_told_apart: str = ""  # label of the items the bootstrap cannot rank below the top (not in the top set)
 
 
 def _describe_kinds(kinds_set, all_kinds, names, n_object_features) -> list[str]:
@@ -333,15 +335,17 @@ def _describe_kinds(kinds_set, all_kinds, names, n_object_features) -> list[str]
             covered |= with_feature(f)
     if covered == kinds_set:
         return chosen
-    return ["+".join(names[f] for f in k) for k in sorted(kinds_set)]
+    return [_describe_kinds({k}, all_kinds, names, n_object_features)[0] if any(
+        with_feature(f) == {k} for f in k) else "+".join(names[f] for f in k) for k in sorted(kinds_set)]
 
 
 def _dominant(kinds, names, n_object_features, norm, norm_reps, gd) -> Dominant:
     """What the fitted reward ranks highest. The items compared are the *kinds of object* on the levels (each
     earns the sum of its features' weights: reaching a blue door earns w_door + w_blue) and the non-object
     features (regions). The top item must have its bootstrap interval above 0; it is joined by every item
-    rewarded alike: one the paired bootstrap cannot rank below it, or one with at least ``TIE_RATIO`` of its
-    reward. The top set is then named in features (see :func:`_describe_kinds`); when it is every kind of object
+    rewarded alike: one with at least ``TIE_RATIO`` of its reward. Items the paired bootstrap cannot rank below
+    the top, but with less reward than that, are *not told apart* by these levels: named as such, not as
+    rewarded alike. The top set is then named in features (see :func:`_describe_kinds`); when it is every kind of object
     the label reads "all objects alike". Items below the top set are not named: an item's reward is identified
     only relative to the top (reaching a blue ball may carry a large weight through "blue" when every door is
     blue, and still never be chosen over the door), so "also rewarded" would claim what the fit does not show.
@@ -349,15 +353,16 @@ def _dominant(kinds, names, n_object_features, norm, norm_reps, gd) -> Dominant:
     items = [("kind", k) for k in kinds]
     items += [("feature", (i,)) for i in range(n_object_features, len(names)) if names[i] != "step"]
     if gd < MIN_GOAL_DIRECTEDNESS or not items:
-        return Dominant("none", 0.0, False)
+        return Dominant("none", 0.0, False, "")
     point = {it: float(norm[list(it[1])].sum()) for it in items}
     reps = {it: norm_reps[:, list(it[1])].sum(axis=1) for it in items}
     top = max(point, key=point.get)
     if point[top] <= 0 or np.quantile(reps[top], 0.025) <= 0:
-        return Dominant("none", 0.0, False)
-    tied = [it for it in items if it != top and point[it] > 0 and
-            (np.quantile(reps[top] - reps[it], 0.025) <= 0 or point[it] >= TIE_RATIO * point[top])]
-    top_set = [top, *sorted(tied, key=point.get, reverse=True)]
+        return Dominant("none", 0.0, False, "")
+    alike = [it for it in items if it != top and point[it] > 0 and point[it] >= TIE_RATIO * point[top]]
+    top_set = [top, *sorted(alike, key=point.get, reverse=True)]
+    untold = [it for it in sorted(items, key=point.get, reverse=True) if it not in top_set and point[it] > 0
+              and np.quantile(reps[top] - reps[it], 0.025) <= 0]
 
     def name(selected):
         kinds_set = {it[1] for it in selected if it[0] == "kind"}
@@ -367,8 +372,8 @@ def _dominant(kinds, names, n_object_features, norm, norm_reps, gd) -> Dominant:
     labels = name(top_set)
     if top[0] == "feature":  # the top item first
         labels = [names[top[1][0]]] + [x for x in labels if x != names[top[1][0]]]
-    alike = len(kinds) >= 2 and set(kinds) <= {it[1] for it in top_set if it[0] == "kind"}
-    return Dominant("~".join(labels), point[top], alike)
+    every_kind = len(kinds) >= 2 and set(kinds) <= {it[1] for it in top_set if it[0] == "kind"}
+    return Dominant("~".join(labels), point[top], every_kind, "~".join(name(untold)) if untold else "")
 
 
 def _cross_fitted_level_ll(features, demos, w0) -> np.ndarray:
@@ -480,6 +485,7 @@ def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.
         level_ll=level_ll,
         level_lengths=np.asarray(demos.length, np.float64),
         all_objects_alike=dom.all_objects_alike,
+        not_told_apart=dom.not_told_apart,
     )
 
 

@@ -137,8 +137,12 @@ def reading(task, b: BehavioralObjective) -> str:
         head = (f"Behaviour is best explained by no single feature: all objects alike (every kind of object on "
                 f"these levels is rewarded alike, w={b.dominant_weight:.2f}; {gd})")
     else:
+        untold = ""
+        if b.not_told_apart:
+            untold = (f"; these levels do not tell it apart from "
+                      f"{describe_feature(task, b.not_told_apart).replace(' (rewarded alike)', '')}")
         head = (f"Behaviour is best explained by {describe_feature(task, b.dominant)} "
-                f"(w={b.dominant_weight:.2f}, {gd})")
+                f"(w={b.dominant_weight:.2f}{untold}; {gd})")
 
     def label(c):
         kind, name = c.name.split(":", 1)
