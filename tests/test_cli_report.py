@@ -67,7 +67,49 @@ def run_dir(tmp_path_factory):
     out = mesalab("run", "red-door", "--seeds", "2", "--episodes", "60", "--out", str(d), "--config", str(cfg))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Verdict:" in out.stdout
+    (d.parent / "run-stdout.txt").write_text(out.stdout)
     return d
+
+
+def test_a_run_that_never_learned_is_not_trained_to_competence_and_warned(run_dir):
+    """4096 PPO steps learn nothing: the verdict must say so (not "capability failure"), and the CLI warns."""
+    import duckdb
+
+    con = duckdb.connect(str(run_dir / "results.duckdb"), read_only=True)
+    labels = con.execute("SELECT label, text FROM verdicts ORDER BY seed").fetchall()
+    train = con.execute("SELECT competent_rate FROM evaluations WHERE split = 'train' AND is_base").fetchall()
+    con.close()
+    assert all(rate < 0.5 for (rate,) in train), train  # the precondition: these seeds did not learn
+    assert [label for label, _ in labels] == ["not trained to competence"] * 2, labels
+    assert all("training episodes, below 50%" in text for _, text in labels)
+    stdout = " ".join((run_dir.parent / "run-stdout.txt").read_text().split())  # undo Rich's line wrapping
+    assert "never learned to pursue the base objective in training" in stdout, stdout[-2000:]
+
+
+def test_diagnose_with_the_runs_own_settings_reproduces_its_stored_rows(run_dir, tmp_path):
+    """`mesalab diagnose` replays the run's own episodes from its checkpoints: with the run's settings every
+    objective table and the verdicts come out exactly as the run stored them."""
+    import duckdb
+
+    tables = ("irl_weights", "behavioral_objectives", "candidate_likelihoods", "optimization_power", "level_bits",
+              "verdicts")
+    d = tmp_path / "same"
+    shutil.copytree(run_dir, d)
+
+    def rows():
+        con = duckdb.connect(str(d / "results.duckdb"), read_only=True)
+        try:
+            return {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+        finally:
+            con.close()
+
+    before = rows()
+    assert all(before[t] for t in tables)  # the precondition: the run stored them
+    out = mesalab("diagnose", str(d), timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    after = rows()
+    for t in tables:
+        assert after[t] == before[t], t
 
 
 def test_run_folder_contents(run_dir):
