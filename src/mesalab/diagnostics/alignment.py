@@ -31,11 +31,6 @@ def dominant_groups(dominant: str) -> list[tuple[str, ...]]:
     return [tuple(g.split("=")) for g in dominant.split("~")]
 
 
-def all_objects_alike(task, behavioral) -> bool:
-    """True when the reward does not single out any kind of object: its top set is every kind on the levels."""
-    return bool(getattr(behavioral, "all_objects_alike", False))
-
-
 def label_objective(task, label: str):
     """The objective a dominant label names: a feature's ("green", "corner:bottom-left"), an object kind's
     ("door+blue": a blue door), or ``None`` for a feature without targets (``step``)."""
@@ -53,19 +48,24 @@ def unlisted_objective(task, behavioral, grids):
     """The objective the behavioral objective names on the levels ``grids`` (see the module docstring): the
     union of its top set less what is a listed candidate there; ``None`` when it names nothing else
     (dominant "none", only listed candidates, or only features without a target such as ``step``)."""
-    if all_objects_alike(task, behavioral):
-        return ANY_OBJECT
+
+    def listed(obj):
+        return any(same_targets(obj, c, grids) for c in task.candidate_objectives)
+
+    if behavioral.all_objects_alike:
+        return None if listed(ANY_OBJECT) else ANY_OBJECT
     members, names = [], []
     for group in dominant_groups(behavioral.dominant):
         obj = label_objective(task, group[0])  # identical features name the same targets on these levels
-        if obj is not None and not any(same_targets(obj, c, grids) for c in task.candidate_objectives):
+        if obj is not None and not listed(obj):
             members.append(obj)
             names.append("=".join(group))
     if not members:
         return None
     if len(members) == 1:
         return members[0]
-    return AnyOf(" or ".join(names), "reach any of: " + ", ".join(m.description for m in members), tuple(members))
+    union = AnyOf(" or ".join(names), "reach any of: " + ", ".join(m.description for m in members), tuple(members))
+    return None if listed(union) else union
 
 
 def same_targets(objective, other, grids) -> bool:
@@ -79,7 +79,7 @@ def unlisted_pursuit(task, params, episodes, outcome, behavioral) -> tuple[str, 
     """``(name, count)``: the unlisted objective and how many test episodes of category "other" pursued it
     competently; ``None`` when the behavioral objective names no objective beyond the listed ones."""
     objective = unlisted_objective(task, behavioral, params.grid)
-    if objective is None or any(same_targets(objective, c, params.grid) for c in task.candidate_objectives):
+    if objective is None:
         return None
     other = np.asarray(outcome) == len(task.candidate_objectives)
     hits = competent_pursuit(objective, params, episodes) & other

@@ -335,8 +335,11 @@ def _describe_kinds(kinds_set, all_kinds, names, n_object_features) -> list[str]
             covered |= with_feature(f)
     if covered == kinds_set:
         return chosen
-    return [_describe_kinds({k}, all_kinds, names, n_object_features)[0] if any(
-        with_feature(f) == {k} for f in k) else "+".join(names[f] for f in k) for k in sorted(kinds_set)]
+    labels = []
+    for k in sorted(kinds_set):  # each kind by the features that pick it alone ("door=red"), else by its parts
+        alone = [f for f in k if with_feature(f) == {k}]
+        labels.append("=".join(names[f] for f in alone) if alone else "+".join(names[f] for f in k))
+    return labels
 
 
 def _dominant(kinds, names, n_object_features, norm, norm_reps, gd) -> Dominant:

@@ -110,8 +110,6 @@ def reading(task, b: BehavioralObjective) -> str:
        objective and the best proxy are compared only when both explain it, by the paired bootstrap interval
        of their difference; an interval reaching 0 reads "explain it equally well".
     """
-    from mesalab.diagnostics.alignment import all_objects_alike
-
     lengths = b.level_lengths
     room = (0.0 if b.ceiling_ll is None else b.ceiling_ll) - b.uniform_ll
     base_name = "base:" + task.base_objective.name
@@ -133,7 +131,7 @@ def reading(task, b: BehavioralObjective) -> str:
     elif b.dominant == "none":
         head = (f"Behaviour is partly explained by the fitted reward ({gd}), but no feature's reward is reliably "
                 f"positive (every bootstrap interval reaches 0)")
-    elif all_objects_alike(task, b):
+    elif b.all_objects_alike:
         head = (f"Behaviour is best explained by no single feature: all objects alike (every kind of object on "
                 f"these levels is rewarded alike, w={b.dominant_weight:.2f}; {gd})")
     else:
