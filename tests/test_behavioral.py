@@ -10,6 +10,8 @@ import pytest
 
 from mesalab.diagnostics import evaluate, evaluation_levels, planted_agents
 from mesalab.diagnostics import behavioral as B
+from mesalab.diagnostics import behavioral_fit as F
+from mesalab.diagnostics import soft_value_iteration as SVI
 from mesalab.diagnostics.grid_mdp import level_mdp
 from mesalab.diagnostics.objective_profile import objective_profile
 from mesalab.diagnostics.optimization_power import bits_for_first_reach, log_reach_probability
@@ -119,10 +121,10 @@ def _demos(task, agent, n, split="test", seed=0):
 
 def test_zero_reward_is_the_uniform_policy(red_door):
     params, _, ep = _demos(red_door, "bfs->door", 12)
-    demos = B.demonstrations(params, ep)
+    demos = F.demonstrations(params, ep)
     mdp = level_mdp(demos.grid[0], demos.base_target[0])
     zero = jnp.zeros(demos.grid.shape[1:3], jnp.float32)
-    log_pi = B.soft_policy_log_probs(zero, zero, mdp, 40)
+    log_pi = SVI.soft_policy_log_probs(zero, zero, mdp, 40)
     np.testing.assert_allclose(np.asarray(log_pi), -np.log(4.0), atol=1e-6)
 
 
@@ -134,10 +136,10 @@ def test_per_level_log_likelihood_and_gradient_equal_numpy_finite_differences(ta
     the env's own transition table (tests/reference.py), and central differences in ``w``."""
     task = get_task(task_name)
     params, _, ep = _demos(task, f"bfs->{task.base_objective.name}", 12)
-    demos = B.demonstrations(params, ep)
+    demos = F.demonstrations(params, ep)
     maps = np.asarray(jax.vmap(task.features.maps)(demos.grid), np.float64)  # [n, F, H, W]
     urgent = np.asarray(task.features.urgent, np.float64)
-    feats = B.RewardFeatures(jnp.asarray(maps, jnp.float32), jnp.asarray(urgent, jnp.float32))
+    feats = F.RewardFeatures(jnp.asarray(maps, jnp.float32), jnp.asarray(urgent, jnp.float32))
     horizon = demos.cells.shape[1]
     tables = []
     for i in range(len(maps)):
@@ -155,9 +157,9 @@ def test_per_level_log_likelihood_and_gradient_equal_numpy_finite_differences(ta
         return np.array(out)
 
     w = np.random.default_rng(1).normal(0.0, 0.5, len(task.features))
-    got = np.asarray(B.per_level_log_likelihood(jnp.asarray(w, jnp.float32), feats, demos))
+    got = np.asarray(F.per_level_log_likelihood(jnp.asarray(w, jnp.float32), feats, demos))
     np.testing.assert_allclose(got, ll_np(w), rtol=1e-4, atol=1e-3)
-    grad = np.asarray(jax.grad(lambda v: jnp.sum(B.per_level_log_likelihood(v, feats, demos)))(
+    grad = np.asarray(jax.grad(lambda v: jnp.sum(F.per_level_log_likelihood(v, feats, demos)))(
         jnp.asarray(w, jnp.float32)))
     fd = central_difference_gradient(lambda v: ll_np(v).sum(), w)
     assert np.abs(fd).max() > 1.0
@@ -168,7 +170,7 @@ def soft_agent_demos(task, w_true, n, seed=0):
     """Episodes of the planted maximum-causal-entropy agent: actions sampled from the soft-optimal policy of
     the known reward ``w_true`` over the task's feature basis (the exact generative model IRL assumes)."""
     params = evaluation_levels(task, "test", n)
-    feats = B.RewardFeatures(jax.vmap(task.features.maps)(params.grid),
+    feats = F.RewardFeatures(jax.vmap(task.features.maps)(params.grid),
                              jnp.asarray(task.features.urgent, jnp.float32))
     horizon = task.max_steps
     env = task.env
@@ -178,7 +180,7 @@ def soft_agent_demos(task, w_true, n, seed=0):
         part = jnp.tensordot(w_true * feats.urgent, maps, axes=1)
         urgent = jnp.where(mdp.terminal, part, 0.0)
         plain = jnp.tensordot(w_true * (1.0 - feats.urgent), maps, axes=1) + jnp.where(mdp.terminal, 0.0, part)
-        log_pi = B.soft_policy_log_probs(urgent, plain, mdp, horizon)
+        log_pi = SVI.soft_policy_log_probs(urgent, plain, mdp, horizon)
         from mesalab.tasks.grid import EnvState
 
         def step(carry, xs):
@@ -195,7 +197,7 @@ def soft_agent_demos(task, w_true, n, seed=0):
         return cells, actions, final.t
 
     cells, actions, length = jax.jit(jax.vmap(one))(jnp.arange(n), feats.maps, jax.random.split(jax.random.key(seed), n))
-    demos = B.Demonstrations(params.grid, params.base_target, cells, actions, length)
+    demos = F.Demonstrations(params.grid, params.base_target, cells, actions, length)
     return demos, feats
 
 
@@ -209,12 +211,12 @@ def test_irl_recovers_a_planted_soft_optimal_agent_and_bootstrap_matches_refits(
     w_true[names.index("ball")] = -0.3
     n = 150
     demos, feats = soft_agent_demos(red_door, jnp.asarray(w_true), n)
-    monkeypatch.setattr(B, "TOLERANCE", 1e-7)
-    precise_fit = jax.jit(B.fit_weights)  # converges to float32's floor, as a reference for the bootstrap
+    monkeypatch.setattr(F, "TOLERANCE", 1e-7)
+    precise_fit = jax.jit(F.fit_weights)  # converges to float32's floor, as a reference for the bootstrap
     w_hat = precise_fit(feats, demos, jnp.ones(n), jnp.zeros(len(names)))
-    grads = np.asarray(B._per_level_grads(w_hat, feats, demos), np.float64)
-    hess = B.per_level_hessians(w_hat, feats, demos)
-    lin = B.linearised_bootstrap(w_hat, grads, hess, np.asarray(demos.length, np.float64), 400, seed=3)
+    grads = np.asarray(F.per_level_grads(w_hat, feats, demos), np.float64)
+    hess = F.per_level_hessians(w_hat, feats, demos)
+    lin = F.linearised_bootstrap(w_hat, grads, hess, np.asarray(demos.length, np.float64), 400, seed=3)
     sd = lin.std(axis=0)
     # recovery: every weight within 4 bootstrap standard deviations (+ the ridge's small shrinkage)
     assert np.all(np.abs(np.asarray(w_hat) - w_true) < 4 * sd + 0.03), (np.asarray(w_hat), w_true, sd)
@@ -224,9 +226,9 @@ def test_irl_recovers_a_planted_soft_optimal_agent_and_bootstrap_matches_refits(
     # compare in the eigenbasis of the fitted objective's Hessian, along the directions the data determine
     # (curvature >= 10x the ridge; near-flat ones are almost-aliased features such as door vs blue, where
     # both the one-step and the float32 refit are ridge-dominated)
-    h_total = -hess.sum(axis=0) / float(np.sum(np.asarray(demos.length))) + B.RIDGE * np.eye(len(names))
+    h_total = -hess.sum(axis=0) / float(np.sum(np.asarray(demos.length))) + F.RIDGE * np.eye(len(names))
     evals, evecs = np.linalg.eigh(h_total)
-    firm = evecs[:, evals >= 10 * B.RIDGE]
+    firm = evecs[:, evals >= 10 * F.RIDGE]
     assert firm.shape[1] >= 3, evals
     lin_p, full_p = lin[:16] @ firm, full @ firm
     # the one-step replicates track the refits (mean gap below one spread) and have the refits' spread
@@ -289,7 +291,7 @@ def test_planted_agents_behavioral_objective_more_seeds(task_name, episode_seed)
 
 def test_degenerate_inputs_give_clear_errors_or_defined_values(red_door):
     params, policy, ep = _demos(red_door, "random", 8)
-    demos = B.demonstrations(params, ep)
+    demos = F.demonstrations(params, ep)
     empty = demos._replace(length=jnp.zeros_like(demos.length))
     with pytest.raises(MesalabError, match="no demonstrated actions"):
         B.fit_behavioral_objective(red_door, empty)

@@ -8,7 +8,7 @@ import pytest
 
 from planted_battery import detour, of_type, start_next_to_wall
 from mesalab.diagnostics import evaluate, evaluation_levels, summarise
-from mesalab.diagnostics.shift import EFFICIENCY_FACTOR, NEVER
+from mesalab.diagnostics.evaluation import EFFICIENCY_FACTOR, NEVER
 from mesalab.tasks import get_task
 from mesalab.tasks.grid import EnvState, GridEnv
 

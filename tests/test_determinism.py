@@ -13,6 +13,7 @@ import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 from mesalab.diagnostics import evaluate, evaluation_levels, model_policy, summarise
 from mesalab.diagnostics import behavioral as B
+from mesalab.diagnostics import behavioral_fit as F
 from mesalab.optimizers import PPOConfig
 from mesalab.optimizers.ppo import init_model
 from mesalab.tasks import get_task
@@ -28,7 +29,7 @@ params = evaluation_levels(task, "test", 40)
 model = init_model(PPOConfig(task="red-door", width=32, depth=1), jax.random.key(3))
 ep = jax.jit(lambda k: evaluate(task, model_policy(model), params, k))(jax.random.key(9))  # sampled actions
 s = summarise(task, ep, "test")
-fit = B.fit_behavioral_objective(task, B.demonstrations(params, ep, 20), n_boot=50, seed=4)
+fit = B.fit_behavioral_objective(task, F.demonstrations(params, ep, 20), n_boot=50, seed=4)
 out = {"episodes": digest(ep), "outcomes": list(map(int, s.outcome_counts)),
        "returns": [float(o.mean_return).hex() for o in s.objectives],
        "n_distinct_paths": len({np.asarray(p).tobytes() for p in ep.positions}),

@@ -277,8 +277,8 @@ def maze():
 def test_recurrent_models_carry_state_and_ticks_change_the_computation(maze, kind):
     from mesalab.models import is_recurrent, make_model
 
-    model = make_model(kind, maze.env.obs_shape, 4, key=jax.random.PRNGKey(0), width=16, depth=1, ticks=2,
-                       channels=4)
+    model = make_model(kind, obs_shape=maze.env.obs_shape, n_actions=4, key=jax.random.PRNGKey(0), width=16, depth=1,
+                       ticks=2, channels=4)
     assert is_recurrent(model)
     obs = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, maze.env.obs_shape).astype(jnp.float32)
     (out0, acts0) = model(obs)
@@ -303,15 +303,16 @@ def test_parameter_formulas_match_the_models_so_statefulness_compares_equal_size
 
     assert int(np.prod(maze.env.obs_shape)) == MAZE_OBS_SIZE
     key = jax.random.PRNGKey(0)
-    assert count(make_model("mlp", maze.env.obs_shape, 4, key=key, width=128, depth=2)) == mlp_parameters(MAZE_OBS_SIZE, 128, 2)
-    assert count(make_model("gru", maze.env.obs_shape, 4, key=key, width=37)) == gru_parameters(MAZE_OBS_SIZE, 37)
+    shape = dict(obs_shape=maze.env.obs_shape, n_actions=4)
+    assert count(make_model("mlp", key=key, **shape, width=128, depth=2)) == mlp_parameters(MAZE_OBS_SIZE, 128, 2)
+    assert count(make_model("gru", key=key, **shape, width=37)) == gru_parameters(MAZE_OBS_SIZE, 37)
     w = equal_parameter_gru_width(MAZE_OBS_SIZE, 128, 2)
     assert abs(gru_parameters(MAZE_OBS_SIZE, w) / mlp_parameters(MAZE_OBS_SIZE, 128, 2) - 1) < 0.01
     from mesalab.experiments.plan import cells
 
     cfgs = {c.value: c.config for c in cells(PRESETS["statefulness"], [0])}
-    mlp = make_model("mlp", maze.env.obs_shape, 4, key=key, width=cfgs["mlp"]["width"], depth=cfgs["mlp"]["depth"])
-    gru = make_model("gru", maze.env.obs_shape, 4, key=key, width=cfgs["gru"]["width"])
+    mlp = make_model("mlp", key=key, **shape, width=cfgs["mlp"]["width"], depth=cfgs["mlp"]["depth"])
+    gru = make_model("gru", key=key, **shape, width=cfgs["gru"]["width"])
     assert abs(count(gru) / count(mlp) - 1) < 0.01
 
 
@@ -321,7 +322,7 @@ def test_replay_resets_the_hidden_state_exactly_at_episode_starts(maze):
     from mesalab.models import make_model
     from mesalab.optimizers.ppo import replay_recurrent
 
-    model = make_model("gru", maze.env.obs_shape, 4, key=jax.random.PRNGKey(0), width=16, ticks=2)
+    model = make_model("gru", obs_shape=maze.env.obs_shape, n_actions=4, key=jax.random.PRNGKey(0), width=16, ticks=2)
     t, b = 6, 2
     obs = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (t, b, *maze.env.obs_shape)).astype(jnp.float32)
     start = jnp.zeros((t, b), jnp.bool_).at[0].set(True).at[3, 0].set(True)
@@ -339,11 +340,11 @@ def test_replay_resets_the_hidden_state_exactly_at_episode_starts(maze):
 def test_a_stateful_policy_is_rolled_out_with_its_memory(maze):
     """Evaluation threads the recurrent policy's carry through the episode: the rollout equals a hand loop."""
     from mesalab.diagnostics import model_policy
-    from mesalab.diagnostics.shift import rollout
+    from mesalab.diagnostics.evaluation import rollout
     from mesalab.models import make_model
     from mesalab.tasks.grid import EnvState, GridEnv
 
-    model = make_model("gru", maze.env.obs_shape, 4, key=jax.random.PRNGKey(3), width=16, ticks=1)
+    model = make_model("gru", obs_shape=maze.env.obs_shape, n_actions=4, key=jax.random.PRNGKey(3), width=16, ticks=1)
     policy = model_policy(model, maze.obs_mode, greedy=True, ticks=3)
     params = maze.sample_params_checked(jax.random.PRNGKey(4), "test", 2)
     env = GridEnv(maze.shape.height, maze.shape.width, maze.obs_mode)

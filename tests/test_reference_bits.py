@@ -9,7 +9,7 @@ import pytest
 
 from mesalab.diagnostics import evaluate, evaluation_levels, planted_agents
 from mesalab.diagnostics.optimization_power import episode_bits, log_reach_probability, optimization_power
-from mesalab.diagnostics.shift import NEVER
+from mesalab.diagnostics.evaluation import NEVER
 from mesalab.tasks import get_task, list_tasks
 from mesalab.tasks.grid import COLOUR_CHANNEL, N_GRID_CHANNELS, OBJECT_TYPES, TYPE_CHANNEL, WALL_CHANNEL
 from mesalab.tasks.oracle import UNREACHABLE

@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mesalab.diagnostics import behavioral as B
+from mesalab.diagnostics import soft_value_iteration as SVI
 from mesalab.diagnostics.grid_mdp import (arrivals, level_mdp, predecessor_logsumexp, predecessor_sum,
                                           successor)
-from mesalab.diagnostics.shift import evaluation_levels
+from mesalab.diagnostics.evaluation import evaluation_levels
 from mesalab.tasks import get_task, list_tasks
 from reference import (central_difference_gradient, entered_ends_episode, env_transition_table,
                        episode_log_likelihood_np, flat_successors, sample_soft_episode, soft_policy_log_probs_np)
@@ -110,7 +110,7 @@ def test_soft_policy_equals_numpy_backward_recursion_at_random_rewards(name):
     task = get_task(name)
     params = _levels(task, "test", 4)
     rng = np.random.default_rng(1)
-    soft = jax.jit(B.soft_policy_log_probs, static_argnums=3)
+    soft = jax.jit(SVI.soft_policy_log_probs, static_argnums=3)
     for i in range(4):
         nxt, done, _, free = env_transition_table(task.env, params, i)
         term = entered_ends_episode(nxt, done, free)
@@ -128,7 +128,7 @@ def test_soft_policy_equals_numpy_backward_recursion_at_random_rewards(name):
 
 
 def _check_log_likelihood_gradient(task, params, level_ids, rng, dtype, terminal_only_urgent, rtol, atol):
-    value_and_grad = jax.jit(jax.value_and_grad(B.episode_log_likelihood, argnums=(0, 1)))
+    value_and_grad = jax.jit(jax.value_and_grad(SVI.episode_log_likelihood, argnums=(0, 1)))
     n_short, max_fd_u, max_fd_r = 0, 0.0, 0.0
     for i in level_ids:
         nxt, done, _, free = env_transition_table(task.env, params, i)

@@ -13,7 +13,7 @@ import dataclasses
 
 import pytest
 
-from mesalab.diagnostics.shift import SplitSummary
+from mesalab.diagnostics.evaluation import SplitSummary
 from mesalab.diagnostics.verdict import PSEUDO, ROBUST, classify
 
 SEEDS = [0, 1, 2, 3]

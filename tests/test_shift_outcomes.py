@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mesalab.diagnostics.shift import NEVER, Episodes, competent_pursuit, outcome_names, score_episode, summarise
+from mesalab.diagnostics.evaluation import NEVER, Episodes, competent_pursuit, outcome_names, score_episode, summarise
 from mesalab.tasks import get_task
 from mesalab.tasks.grid import COLOUR_CHANNEL, N_GRID_CHANNELS, TYPE_CHANNEL, WALL_CHANNEL, EnvParams
 from mesalab.tasks.objectives import Objective

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mesalab.diagnostics.shift import SplitSummary
+from mesalab.diagnostics.evaluation import SplitSummary
 from mesalab.diagnostics.stats import bootstrap_mean_ci, wilson_interval
 from mesalab.diagnostics.verdict import CAPABILITY, MIXED, PSEUDO, ROBUST, classify
 

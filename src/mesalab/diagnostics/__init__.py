@@ -2,7 +2,7 @@
 
 from mesalab.diagnostics.planted import bfs_agent, lookup_table_agent, planted_agents, random_agent
 from mesalab.diagnostics.policies import Policy, model_policy
-from mesalab.diagnostics.shift import Episodes, SplitSummary, evaluate, evaluation_levels, summarise
+from mesalab.diagnostics.evaluation import Episodes, SplitSummary, evaluate, evaluation_levels, summarise
 from mesalab.diagnostics.verdict import Verdict, classify
 
 __all__ = ["Episodes", "Policy", "SplitSummary", "Verdict", "bfs_agent", "classify", "evaluate",

@@ -1,7 +1,7 @@
 """The verdict from everything known about one model: its training and test outcomes *and* its behavioral
 objective on the test levels.
 
-The outcome categories of :mod:`mesalab.diagnostics.shift` only know the objectives the task lists. An agent
+The outcome categories of :mod:`mesalab.diagnostics.evaluation` only know the objectives the task lists. An agent
 that competently pursues something else (green objects, the bottom-left corner, any object) would land in
 "other" and read as a capability failure, which is false. So the behavioral objective (IRL) on the test levels
 names a candidate *unlisted objective*: the union of the top set of its reading (the most rewarded kind of
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesalab.diagnostics.shift import competent_pursuit
+from mesalab.diagnostics.evaluation import competent_pursuit
 from mesalab.diagnostics.verdict import Verdict, classify
 from mesalab.tasks.objectives import ANY_OBJECT, AnyOf
 

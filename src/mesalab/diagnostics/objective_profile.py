@@ -12,11 +12,11 @@ from mesalab.diagnostics.behavioral import (
     MIN_GOAL_DIRECTEDNESS,
     MIN_PREDICTABLE_NATS,
     BehavioralObjective,
-    demonstrations,
     fit_behavioral_objective,
-    policy_log_probs,
 )
+from mesalab.diagnostics.behavioral_fit import demonstrations
 from mesalab.diagnostics.optimization_power import BitsSummary, episode_bits, summarise_bits
+from mesalab.diagnostics.policy_replay import policy_log_probs
 from mesalab.diagnostics.stats import ratio_bootstrap
 
 DEFAULT_IRL_LEVELS = 200

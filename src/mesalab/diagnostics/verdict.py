@@ -1,7 +1,7 @@
 """The alignment verdict: one class per trained model, from its episode outcomes on the training and the
 shifted test distribution.
 
-Each episode falls into one outcome category (see :mod:`mesalab.diagnostics.shift`): the base objective
+Each episode falls into one outcome category (see :mod:`mesalab.diagnostics.evaluation`): the base objective
 pursued competently, a listed proxy pursued competently, an *unlisted* objective pursued competently (one the
 task did not list, named by the behavioral objective: see :mod:`mesalab.diagnostics.alignment`), or "other".
 Let θ be the true probabilities of the test categories and τ the true rate of competent base-objective
@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mesalab.diagnostics.shift import SplitSummary
+from mesalab.diagnostics.evaluation import SplitSummary
 from mesalab.diagnostics.stats import dirichlet_posterior_samples
 
 THRESHOLD = 0.5

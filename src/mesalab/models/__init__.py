@@ -1,9 +1,12 @@
-"""Models (learned algorithms): Equinox modules returning outputs plus named intermediate activations."""
+"""Models (learned algorithms): Equinox modules returning outputs plus named intermediate activations. Build any of
+them by name with :func:`make_model` (``models/factory.py``)."""
 
-from mesalab.models.actor_critic import MODELS, CNNActorCritic, MLPActorCritic, make_model
+from mesalab.models.actor_critic import CNNActorCritic, MLPActorCritic
 from mesalab.models.common import conv3x3
+from mesalab.models.factory import KINDS, MODELS, make_model
 from mesalab.models.recurrent import ConvGRUActorCritic, GRUActorCritic, is_recurrent
 from mesalab.models.thinking import RecallThinker
+from mesalab.models.transformer import ICLTransformer
 
-__all__ = ["MODELS", "CNNActorCritic", "ConvGRUActorCritic", "GRUActorCritic", "MLPActorCritic", "RecallThinker", "conv3x3",
-           "is_recurrent", "make_model"]
+__all__ = ["KINDS", "MODELS", "CNNActorCritic", "ConvGRUActorCritic", "GRUActorCritic", "ICLTransformer",
+           "MLPActorCritic", "RecallThinker", "conv3x3", "is_recurrent", "make_model"]

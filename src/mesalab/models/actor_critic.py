@@ -12,14 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from mesalab.models.common import Intervention, conv3x3, tap
-
-
-def _orthogonal_linear(key, d_in, d_out, scale):
-    lin = eqx.nn.Linear(d_in, d_out, key=key)
-    w = jax.nn.initializers.orthogonal(scale)(key, (d_out, d_in), jnp.float32)
-    lin = eqx.tree_at(lambda m: m.weight, lin, w)
-    return eqx.tree_at(lambda m: m.bias, lin, jnp.zeros((d_out,), jnp.float32))
+from mesalab.models.common import Intervention, conv3x3, orthogonal_linear, tap
 
 
 class MLPActorCritic(eqx.Module):
@@ -36,11 +29,11 @@ class MLPActorCritic(eqx.Module):
         keys = jax.random.split(key, len(widths) + 2)
         layers = []
         for i, wdt in enumerate(widths):
-            layers.append(_orthogonal_linear(keys[i], d, wdt, 2**0.5))
+            layers.append(orthogonal_linear(keys[i], d, wdt, 2**0.5))
             d = wdt
         self.hidden = tuple(layers)
-        self.actor = _orthogonal_linear(keys[-2], d, n_actions, 0.01)
-        self.critic = _orthogonal_linear(keys[-1], d, 1, 1.0)
+        self.actor = orthogonal_linear(keys[-2], d, n_actions, 0.01)
+        self.critic = orthogonal_linear(keys[-1], d, 1, 1.0)
 
     def __call__(self, obs: jax.Array, interventions: Mapping[str, Intervention] | None = None):
         acts: dict = {}
@@ -71,9 +64,9 @@ class CNNActorCritic(eqx.Module):
             bs.append(jnp.zeros((f,), jnp.float32))
             c = f
         self.conv_w, self.conv_b = tuple(ws), tuple(bs)
-        self.dense = _orthogonal_linear(keys[-3], h * w * c, width, 2**0.5)
-        self.actor = _orthogonal_linear(keys[-2], width, n_actions, 0.01)
-        self.critic = _orthogonal_linear(keys[-1], width, 1, 1.0)
+        self.dense = orthogonal_linear(keys[-3], h * w * c, width, 2**0.5)
+        self.actor = orthogonal_linear(keys[-2], width, n_actions, 0.01)
+        self.critic = orthogonal_linear(keys[-1], width, 1, 1.0)
 
     def __call__(self, obs: jax.Array, interventions: Mapping[str, Intervention] | None = None):
         acts: dict = {}
@@ -85,27 +78,3 @@ class CNNActorCritic(eqx.Module):
         value = tap("value", self.critic(h)[0], acts, interventions)
         return (logits, value), acts
 
-
-MODELS = ("mlp", "cnn", "gru", "convgru")
-
-
-def make_model(kind: str, obs_shape, n_actions: int, *, key, width: int = 128, depth: int = 2, ticks: int = 1,
-               channels: int = 8):
-    """Build a policy by name: ``mlp`` (``depth`` tanh layers of ``width``), ``cnn``, or a recurrent policy whose
-    core is iterated ``ticks`` times per step: ``gru`` (a dense GRU of ``width``) or ``convgru`` (ConvGRU/DRC-style:
-    ``depth`` layers of ``channels`` channels, then a dense layer of ``width``)."""
-    if kind == "mlp":
-        return MLPActorCritic(obs_shape, n_actions, (width,) * depth, key=key)
-    if kind == "cnn":
-        return CNNActorCritic(obs_shape, n_actions, (16,) * depth, width, key=key)
-    if kind == "gru":
-        from mesalab.models.recurrent import GRUActorCritic
-
-        return GRUActorCritic(obs_shape, n_actions, width, ticks, key=key)
-    if kind == "convgru":
-        from mesalab.models.recurrent import ConvGRUActorCritic
-
-        return ConvGRUActorCritic(obs_shape, n_actions, channels, depth, width, ticks, key=key)
-    from mesalab.errors import ConfigError
-
-    raise ConfigError(f"unknown model {kind!r}; choose one of: {', '.join(MODELS)}")

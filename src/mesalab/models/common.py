@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Union
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -31,3 +32,11 @@ def conv3x3(x: jax.Array, weight: jax.Array, bias: jax.Array) -> jax.Array:
     p = jnp.pad(x, ((1, 1), (1, 1), (0, 0)))
     patches = jnp.concatenate([p[i : i + h, j : j + w] for i in range(3) for j in range(3)], axis=-1)
     return patches @ weight + bias[None, None, :]
+
+
+def orthogonal_linear(key, d_in, d_out, scale):
+    """An ``eqx.nn.Linear`` with orthogonal weights of gain ``scale`` and zero bias (the actor-critics' layers)."""
+    lin = eqx.nn.Linear(d_in, d_out, key=key)
+    w = jax.nn.initializers.orthogonal(scale)(key, (d_out, d_in), jnp.float32)
+    lin = eqx.tree_at(lambda m: m.weight, lin, w)
+    return eqx.tree_at(lambda m: m.bias, lin, jnp.zeros((d_out,), jnp.float32))

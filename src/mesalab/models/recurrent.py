@@ -26,8 +26,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from mesalab.models.common import Intervention, conv3x3, tap
-from mesalab.models.actor_critic import _orthogonal_linear
+from mesalab.models.common import Intervention, conv3x3, orthogonal_linear, tap
 
 STRIDE_ABOVE = 12  # observations wider than this are encoded with stride 2
 
@@ -65,9 +64,9 @@ class ConvGRUActorCritic(eqx.Module):
             cw.append(glorot(keys[2 + 2 * d], (9 * 3 * f, f), jnp.float32))
             cb.append(jnp.zeros((f,), jnp.float32))
         self.gate_w, self.gate_b, self.cand_w, self.cand_b = tuple(gw), tuple(gb), tuple(cw), tuple(cb)
-        self.dense = _orthogonal_linear(keys[-3], self.grid[0] * self.grid[1] * f, width, 2**0.5)
-        self.actor = _orthogonal_linear(keys[-2], width, n_actions, 0.01)
-        self.critic = _orthogonal_linear(keys[-1], width, 1, 1.0)
+        self.dense = orthogonal_linear(keys[-3], self.grid[0] * self.grid[1] * f, width, 2**0.5)
+        self.actor = orthogonal_linear(keys[-2], width, n_actions, 0.01)
+        self.critic = orthogonal_linear(keys[-1], width, 1, 1.0)
 
     @property
     def depth(self) -> int:
@@ -127,10 +126,10 @@ class GRUActorCritic(eqx.Module):
         for s in obs_shape:
             d *= s
         k1, k2, k3, k4 = jax.random.split(key, 4)
-        self.encode = _orthogonal_linear(k1, d, width, 2**0.5)
+        self.encode = orthogonal_linear(k1, d, width, 2**0.5)
         self.cell = eqx.nn.GRUCell(width, width, key=k2)
-        self.actor = _orthogonal_linear(k3, width, n_actions, 0.01)
-        self.critic = _orthogonal_linear(k4, width, 1, 1.0)
+        self.actor = orthogonal_linear(k3, width, n_actions, 0.01)
+        self.critic = orthogonal_linear(k4, width, 1, 1.0)
         self.ticks = int(ticks)
 
     def initial_carry(self) -> jax.Array:

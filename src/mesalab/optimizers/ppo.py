@@ -149,8 +149,8 @@ class Transition(NamedTuple):
 def init_model(config: PPOConfig, key: jax.Array):
     task = get_task(config.task)
     env = task.env
-    return make_model(config.model, env.obs_shape, env.n_actions, key=key, width=config.width, depth=config.depth,
-                      ticks=config.ticks, channels=config.channels)
+    return make_model(config.model, key=key, obs_shape=env.obs_shape, n_actions=env.n_actions, width=config.width,
+                      depth=config.depth, ticks=config.ticks, channels=config.channels)
 
 
 def _carry_over(params: EnvParams, fresh: EnvParams, level_idx: jax.Array) -> tuple[EnvParams, jax.Array]:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from mesalab.errors import ConfigError
+from mesalab.models import make_model
 from mesalab.models.transformer import ICLTransformer
 from mesalab.optimizers.config import DictConfig, Range
 from mesalab.tasks.icl_regression import make_regression_distribution, sample_regression
@@ -59,8 +60,8 @@ class ICLConfig(DictConfig, settings_name="ICLConfig"):
 
 
 def init_model(config: ICLConfig, key: jax.Array) -> ICLTransformer:
-    return ICLTransformer(config.dim, config.layers, config.heads, config.softmax, config.mlp, config.layernorm,
-                          key, config.init_scale)
+    return make_model("icl-transformer", key=key, dim=config.dim, layers=config.layers, heads=config.heads,
+                      softmax=config.softmax, mlp=config.mlp, layernorm=config.layernorm, init_scale=config.init_scale)
 
 
 def batch_predictions(model, x, y, xq):

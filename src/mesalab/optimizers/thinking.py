@@ -53,6 +53,7 @@ import optax
 
 from mesalab.diagnostics.compute_scaling import solved_per_tick
 from mesalab.errors import ConfigError, TrainingDivergedError
+from mesalab.models import make_model
 from mesalab.models.thinking import RecallThinker
 from mesalab.optimizers.config import DictConfig, Range
 from mesalab.tasks import maze_path
@@ -160,8 +161,9 @@ def stored_config(d: dict) -> ThinkingConfig:
 
 
 def init_model(config: ThinkingConfig, key: jax.Array) -> RecallThinker:
-    return RecallThinker(maze_path.N_CHANNELS, config.width, config.blocks, config.head_width, config.ticks,
-                         config.pointwise, config.gated, key=key)
+    return make_model("recall-thinker", key=key, in_channels=maze_path.N_CHANNELS, width=config.width,
+                      blocks=config.blocks, head_width=config.head_width, ticks=config.ticks,
+                      pointwise=config.pointwise, gated=config.gated)
 
 
 def path_loss(logits: jax.Array, path: jax.Array, worst_cell_weight: float = 0.0) -> jax.Array:

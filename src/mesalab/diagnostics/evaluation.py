@@ -1,5 +1,5 @@
-"""Alignment under distributional shift: roll a policy out on a pool of levels and score every episode
-under the base objective and each candidate proxy, against the exact (BFS) optimum of each.
+"""The evaluator: roll a policy out on a pool of levels (a training or a shifted test split) and score every
+episode under the base objective and each candidate proxy, against the exact (BFS) optimum of each.
 
 Definitions (per episode, for each candidate objective c = base objective, proxy 1, ..., proxy k):
 - ``first_reach[c]``: steps until the agent first stands on a target cell of c (``NEVER`` if it never does
