@@ -23,7 +23,7 @@ class Cell:
     panel: str
     value: float | int
     seed: int
-    config: dict  # the full PPOConfig of this cell
+    config: dict  # the full config of this cell (PPOConfig or ICLConfig, see Preset.cell)
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,26 @@ def cell_id(panel: str, dial: str, value, seed: int) -> str:
     return f"{panel}|{dial}={value!r}|seed={seed}"
 
 
-def cells(preset: Preset, seeds: list[int]) -> list[Cell]:
+def cell_config_class(preset: Preset):
+    """The config class of one cell of ``preset``: PPOConfig or ICLConfig."""
+    if preset.cell == "icl":
+        from mesalab.optimizers.supervised import ICLConfig
+
+        return ICLConfig
     from mesalab.optimizers import PPOConfig
 
+    return PPOConfig
+
+
+def cells(preset: Preset, seeds: list[int]) -> list[Cell]:
+    config_cls = cell_config_class(preset)
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ConfigError("seeds must be distinct non-negative integers; pass --seeds K (K >= 1)")
     out = []
     for panel in preset.panels:
         name = preset.panel_name(panel)
         for value in preset.dial.values:
-            cfg = PPOConfig.from_dict({**preset.base, **panel, preset.dial.name: value,
+            cfg = config_cls.from_dict({**preset.base, **panel, preset.dial.name: value,
                                        **preset.dial.settings_for(value)}).to_dict()
             for seed in seeds:
                 out.append(Cell(cell_id(name, preset.dial.name, value, seed), name, value, int(seed), cfg))
@@ -58,14 +68,15 @@ def batches(preset: Preset, seeds: list[int], done: set[str] = frozenset()) -> l
     """The batches that still have unfinished cells (finished ones, ``done``, are left out)."""
     todo = [c for c in cells(preset, seeds) if c.cell_id not in done]
     dial = preset.dial
-    per_batch = max(1, BATCH_WIDTH // len(dial.values)) if dial.is_data else BATCH_WIDTH
+    is_data = dial.is_data and preset.cell == "ppo"
+    per_batch = max(1, BATCH_WIDTH // len(dial.values)) if is_data else BATCH_WIDTH
     groups: dict[tuple, list[Cell]] = {}
     for c in todo:
-        shape_key = (c.panel, None if dial.is_data else c.value, c.seed // per_batch)
+        shape_key = (c.panel, None if is_data else c.value, c.seed // per_batch)
         groups.setdefault(shape_key, []).append(c)
     out = []
     for (panel, value, block), members in groups.items():
         shown = "all" if value is None else dial.display(value)
         out.append(Batch(f"{panel}|{dial.name}={shown}|seeds-block={block}", members[0].config,
-                         dial.name if dial.is_data else None, tuple(members)))
+                         dial.name if is_data else None, tuple(members)))
     return out

@@ -2,7 +2,7 @@
 
 A :class:`Preset` is a grid: one or more *panels* (shape settings such as the task, each tested separately)
 times one *trend dial* (the condition being varied) times seeds. Every cell is one PPO training run whose
-config is ``base | panel | {dial: value}``; its metrics (see :mod:`mesalab.experiments.cells`) are tested for a
+config is ``base | panel | {dial: value}``; its metrics (see :mod:`mesalab.studies.sweep`) are tested for a
 monotone trend along the dial, one verdict per hypothesis and panel.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from mesalab.errors import ConfigError
 from mesalab.data_dials import PPO_DATA_DIALS
+from mesalab.diagnostics.eval_plan import EvalPlan
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,10 @@ class Hypothesis:
     label: str  # how the metric reads in sentences and plots
 
 
-@dataclass(frozen=True)
-class EvalPlan:
-    episodes: int = 500  # evaluation levels per split and cell
-    irl_levels: int = 0  # levels used to fit the behavioral objective (goal-directedness); 0 skips it
-    bootstrap: int = 200
-    drawn_levels: int = 2  # trajectories stored per split and cell (for the report)
-    test_ticks: tuple[int, ...] = ()  # recurrent cells: also test at these ticks per step (compute scaling)
+def sweep_eval(**settings) -> EvalPlan:
+    """The evaluation plan of a sweep cell: 500 levels per split, no behavioral objective, 200 bootstrap
+    replicates and 2 drawn trajectories per split unless ``settings`` say otherwise."""
+    return EvalPlan(**{"episodes": 500, "irl_levels": 0, "bootstrap": 200, "drawn_levels": 2, **settings})
 
 
 @dataclass(frozen=True)
@@ -78,12 +76,13 @@ class Preset:
     dial: Dial
     hypotheses: tuple[Hypothesis, ...]
     plots: tuple[tuple[str, str], ...]  # (metric, label) drawn along the dial, hypotheses' metrics first
-    eval: EvalPlan = field(default_factory=EvalPlan)
+    eval: EvalPlan = field(default_factory=sweep_eval)
     default_seeds: int = 5
+    cell: str = "ppo"  # what one cell trains: "ppo" (a PPOConfig) or "icl" (an ICLConfig)
 
     def panel_task(self, panel: dict) -> str:
         """The task every cell of ``panel`` trains on."""
-        return {**self.base, **panel}["task"]
+        return {**self.base, **panel}.get("task", "icl-gd" if self.cell == "icl" else None)
 
     def panel_name(self, panel: dict) -> str:
         return ",".join(f"{k}={v}" for k, v in sorted(panel.items())) or "all"
@@ -138,7 +137,7 @@ _register(Preset(
     dial=Dial("n_levels", (1, 4, 16, 64, 256, 0), "N (distinct training mazes)", unlimited_zero=True),
     hypotheses=_rise_with("N", SUCCESS_UNSEEN, BITS_UNSEEN, GOAL_DIRECTEDNESS_UNSEEN),
     plots=MAZE_PLOTS,
-    eval=EvalPlan(irl_levels=100),
+    eval=sweep_eval(irl_levels=100),
 ))
 
 _register(Preset(
@@ -151,7 +150,7 @@ _register(Preset(
     dial=Dial("width", (16, 32, 64, 128, 256), "width (hidden units per layer)"),
     hypotheses=_rise_with("capacity", SUCCESS_UNSEEN, BITS_UNSEEN),
     plots=MAZE_PLOTS,
-    eval=EvalPlan(irl_levels=100),
+    eval=sweep_eval(irl_levels=100),
 ))
 
 _register(Preset(
@@ -165,7 +164,7 @@ _register(Preset(
     dial=Dial("weight_decay", (0.0, 0.001, 0.01, 0.1, 0.3), "L2 weight decay"),
     hypotheses=_rise_with("simplicity pressure", SUCCESS_UNSEEN, BITS_UNSEEN),
     plots=MAZE_PLOTS,
-    eval=EvalPlan(irl_levels=100),
+    eval=sweep_eval(irl_levels=100),
 ))
 
 MAZE_OBS_SIZE = 17 * 17 * 10  # the maze task's egocentric observation (a test checks it against the task)
@@ -206,7 +205,7 @@ _register(Preset(
               settings=(("mlp", {"width": 128, "depth": 2}), ("gru", {"width": _GRU_WIDTH, "depth": 1}))),
     hypotheses=_rise_with("statefulness", SUCCESS_UNSEEN, BITS_UNSEEN, GOAL_DIRECTEDNESS_UNSEEN),
     plots=MAZE_PLOTS,
-    eval=EvalPlan(irl_levels=100),
+    eval=sweep_eval(irl_levels=100),
 ))
 
 _register(Preset(
@@ -221,11 +220,11 @@ _register(Preset(
     hypotheses=_rise_with("training ticks", SUCCESS_UNSEEN, BITS_UNSEEN, GOAL_DIRECTEDNESS_UNSEEN, COMPUTE_GAIN),
     plots=(SUCCESS_UNSEEN, COMPUTE_GAIN, BITS_UNSEEN, GOAL_DIRECTEDNESS_UNSEEN,
            ("train/success", "success on the training mazes")),
-    eval=EvalPlan(irl_levels=100, test_ticks=(1, 2, 4, 8, 16)),
+    eval=sweep_eval(irl_levels=100, test_ticks=(1, 2, 4, 8, 16)),
 ))
 
 TOY_MODEL = "toy-model"  # analytic, no training: see mesalab.experiments.toy_model
-EXTRAPOLATION = "extrapolation"  # supervised maze-path, not PPO cells: see mesalab.experiments.extrapolation
+EXTRAPOLATION = "extrapolation"  # supervised maze-path, not PPO cells: see mesalab.studies.extrapolation
 
 
 def preset_names() -> list[str]:
@@ -290,6 +289,8 @@ def check_eval_plan(plan: EvalPlan, explicit=()) -> EvalPlan:
         if name in explicit and getattr(plan, name) > plan.episodes:
             raise ConfigError(f"evaluation setting {name}={getattr(plan, name)} exceeds the {plan.episodes} evaluation "
                               f"levels per split (episodes); lower it or raise episodes")
+    check_setting("level_seed", plan.level_seed, int, Range(0, 2**31 - 1), "evaluation setting")
+    check_setting("greedy", plan.greedy, bool, None, "evaluation setting")
     ticks = plan.test_ticks
     if not isinstance(ticks, (tuple, list)):
         raise ConfigError(f"evaluation setting test_ticks must be a list of tick counts, got {ticks!r}")

@@ -78,12 +78,6 @@ def fit_toy_model(n, measured_share, ceiling: float = 1.0) -> ToyFit:
 
 DEFAULT_CEILING_BITS = 10.0  # O when no measured sweep is given (about a 9x9 maze's oracle bits)
 N_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-TOY_SCHEMA = """
-CREATE TABLE toy_model (curve VARCHAR, n DOUBLE, a DOUBLE, p DOUBLE, ceiling_bits DOUBLE, mesa_share DOUBLE,
-    base_instance_share DOUBLE, base_amortised_share DOUBLE);
-CREATE TABLE toy_measured (n DOUBLE, mean DOUBLE, ci_low DOUBLE, ci_high DOUBLE, n_seeds INTEGER);
-CREATE TABLE toy_fit (a DOUBLE, p DOUBLE, rmse DOUBLE, n_points INTEGER, ceiling_bits DOUBLE, source VARCHAR);
-"""
 
 
 def split_rows(curve: str, n_values, a: float, p: float, ceiling: float) -> list[tuple]:
@@ -96,54 +90,3 @@ def split_rows(curve: str, n_values, a: float, p: float, ceiling: float) -> list
         amortised = 0.0 if np.isinf(n) else a * x ** p / (n * ceiling)
         rows.append((curve, float(n), a, p, ceiling, share, 1.0 - share, amortised))
     return rows
-
-
-def run_toy_model(out: Path | None = None, compare: Path | None = None) -> Path:
-    """Compute the toy model (and, with ``compare`` = a finished ``diversity`` sweep folder, fit it to the
-    measured optimization power on unseen mazes); write ``sweep.json``, ``sweep.duckdb`` and the report."""
-    from mesalab.errors import ConfigError
-    from mesalab.results.files import write_json_atomic
-    from mesalab.results.provenance import now, versions
-    from mesalab.results.store import write_results
-
-    out = Path("sweeps") / "toy-model" if out is None else Path(out)
-    measured = None
-    if compare is not None:
-        from mesalab.experiments.sweep import analyse_sweep
-
-        analysis = analyse_sweep(compare)
-        if analysis.preset.name != "diversity":
-            raise ConfigError(f"--compare needs a diversity sweep folder; {compare} holds {analysis.preset.name!r}")
-        series = {s.metric: s for s in analysis.series}
-        if "test/bits_fraction" not in series:
-            raise ConfigError(f"{compare} has no finished cells yet; run `mesalab sweep diversity` first")
-        dial = analysis.preset.dial
-        measured = [(dial.order(p.value), p.mean, p.ci_low, p.ci_high, len(p.per_seed))
-                    for p in series["test/bits_fraction"].points]
-        from mesalab.experiments.store import open_sweep
-
-        con = open_sweep(compare, read_only=True)
-        try:  # O = the oracle's mean bits per unseen maze, over every finished cell
-            (ceiling,) = con.execute("SELECT avg(value) FROM cell_metrics WHERE metric = 'test/bits_ceiling'").fetchone()
-        finally:
-            con.close()
-        ceiling = DEFAULT_CEILING_BITS if ceiling is None else float(ceiling)
-    else:
-        ceiling = DEFAULT_CEILING_BITS
-    out.mkdir(parents=True, exist_ok=True)
-    grid = [*N_GRID, float("inf")]
-    rows = {"toy_model": split_rows("default", grid, DEFAULT_A, DEFAULT_P, ceiling), "toy_measured": [], "toy_fit": []}
-    if measured is not None:
-        rows["toy_measured"] = [tuple(m) for m in measured]
-        fit = fit_toy_model([m[0] for m in measured], [m[1] for m in measured], ceiling)
-        if np.isfinite(fit.a):
-            rows["toy_model"] += split_rows("fitted", grid, fit.a, fit.p, ceiling)
-        rows["toy_fit"] = [(fit.a, fit.p, fit.rmse, fit.n_points, ceiling, str(compare))]
-    write_json_atomic(out / "sweep.json", {"kind": "toy-model", "preset": "toy-model", "seeds": [],
-                                           "compare": None if compare is None else str(compare),
-                                           "ceiling_bits": ceiling, "versions": versions(), "created": now()})
-    write_results(out, rows, TOY_SCHEMA, db_name="sweep.duckdb")
-    from mesalab.report.sweep import build_toy_report
-
-    build_toy_report(out)
-    return out

@@ -10,43 +10,20 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from mesalab.diagnostics.verdict import verdict_phrase
 from mesalab.report import figures as F
 from mesalab.report.html import inline_figures, write_html_atomic
-from mesalab.results.store import has_table, open_results, query
 
 
 def _pct(rate: float, lo: float, hi: float) -> str:
     return f"{rate:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
-def build_report(run_dir: Path) -> Path:
-    from mesalab.pipeline import load_run_config
-    from mesalab.tasks import get_task
-
+def build_report(run_dir: Path, analysis) -> Path:
+    """Render ``report.html`` (and its figures) of a run folder from its analysed result
+    (:class:`mesalab.analysis.run.RunAnalysis`)."""
     run_dir = Path(run_dir)
-    meta = load_run_config(run_dir)
-    task = get_task(meta["task"])
-    con = open_results(run_dir)
-    try:
-        curves = query(con, "SELECT * FROM training_curves ORDER BY seed, update_index")
-        evaluations = query(con, "SELECT * FROM evaluations ORDER BY seed, split DESC, is_base DESC, objective")
-        outcomes = query(con, "SELECT * FROM outcomes ORDER BY seed")
-        competence = query(con, "SELECT * FROM competence")
-        verdicts = query(con, "SELECT * FROM verdicts ORDER BY seed")
-        levels = query(con, "SELECT * FROM levels ORDER BY split, level")
-        trajs = query(con, "SELECT * FROM trajectories")
-        objectives = None
-        if has_table(con, "behavioral_objectives"):
-            objectives = {
-                "summary": query(con, "SELECT * FROM behavioral_objectives ORDER BY split DESC, seed"),
-                "weights": query(con, "SELECT * FROM irl_weights ORDER BY seed, split, position"),
-                "candidates": query(con, "SELECT * FROM candidate_likelihoods ORDER BY split DESC, seed, candidate"),
-                "bits": query(con, "SELECT * FROM optimization_power ORDER BY split DESC, seed, objective"),
-                "level_bits": query(con, "SELECT * FROM level_bits"),
-            }
-            if not objectives["summary"]:
-                objectives = None
-        scaling = query(con, "SELECT * FROM compute_scaling ORDER BY seed, ticks") if has_table(con, "compute_scaling") else []
-    finally:
-        con.close()
+    a = analysis
+    meta, task = a.meta, a.task
+    curves, evaluations, outcomes, competence = a.curves, a.evaluations, a.outcomes, a.competence
+    verdicts, levels, trajs, objectives, scaling = a.verdicts, a.levels, a.trajectories, a.objectives, a.scaling
 
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)

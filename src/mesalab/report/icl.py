@@ -12,7 +12,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from jinja2 import Environment, select_autoescape  # noqa: E402
 
 from mesalab.report.html import FIGURES_LOADED_SCRIPT, STYLE, inline_figures, write_html_atomic  # noqa: E402
-from mesalab.results.store import query  # noqa: E402
 
 TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mesalab run: icl-gd</title>
 """ + STYLE + """</head><body>
@@ -34,21 +33,11 @@ sequences. GD references start from w = 0 with the learning rate tuned on other 
 </body></html>"""
 
 
-def build_icl_report(run_dir: Path) -> Path:
-    import duckdb
-
-    from mesalab.icl_pipeline import best_match, mesa_objective_sentence
-
+def build_icl_report(run_dir: Path, analysis) -> Path:
+    """Render ``report.html`` of an icl-gd run from its analysed result (:class:`mesalab.analysis.icl.ICLAnalysis`)."""
     run_dir = Path(run_dir)
-    meta = json.loads((run_dir / "config.json").read_text())
-    con = duckdb.connect(str(run_dir / "results.duckdb"), read_only=True)
-    try:
-        curves = query(con, "SELECT * FROM icl_training ORDER BY seed, step")
-        matches = query(con, "SELECT * FROM icl_matches ORDER BY seed, layer, reference")
-        ood = query(con, "SELECT * FROM icl_ood ORDER BY seed, shift, scale")
-        lrs = query(con, "SELECT * FROM icl_learning_rates")
-    finally:
-        con.close()
+    a = analysis
+    meta, curves, matches, ood = a.meta, a.curves, a.matches, a.ood
     c = meta["icl"]
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
@@ -74,11 +63,7 @@ def build_icl_report(run_dir: Path) -> Path:
     fig.tight_layout(), fig.savefig(fig_dir / "icl_ood.png", dpi=110), plt.close(fig)
     figs.append(("Out of distribution", "Query loss when the scale of the inputs or of the task weights moves away "
                  "from training: the model against tuned one-step GD and least squares.", fig_dir / "icl_ood.png"))
-    sentences = []
-    for seed in meta["seeds"]:
-        rows = [dict(m, name=m["reference"]) for m in matches if m["seed"] == seed]
-        lr1 = next(r["lr"] for r in lrs if r["seed"] == seed and r["gd_steps"] == 1)
-        sentences.append(f"Seed {seed}: " + mesa_objective_sentence(best_match(rows, c["layers"]), lr1))
+    sentences = a.sentences
     env = Environment(autoescape=select_autoescape(default=True))
     html = env.from_string(TEMPLATE).render(
         c=c, seeds=meta["seeds"], sentences=sentences, matches=matches,

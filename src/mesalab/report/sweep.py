@@ -160,23 +160,14 @@ def trajectory_drawings(reps: list[dict], levels: dict, path: Path) -> Path:
     return path
 
 
-def build_sweep_report(sweep_dir: Path) -> Path:
+def build_sweep_report(sweep_dir: Path, analysis) -> Path:
+    """Render ``report.html`` of a sweep of cells from its analysed result
+    (:class:`mesalab.analysis.sweep.SweepAnalysis`)."""
     from mesalab.experiments import stats
-    from mesalab.experiments.store import open_sweep
-    from mesalab.experiments.sweep import analyse_sweep
 
     sweep_dir = Path(sweep_dir)
-    analysis = analyse_sweep(sweep_dir)
     preset, dial = analysis.preset, analysis.preset.dial
-    con = open_sweep(sweep_dir, read_only=True)
-    try:
-        curves = con.execute("SELECT c.panel, c.value, k.env_steps, k.success_rate FROM cell_curves k "
-                             "JOIN cells c USING (cell_id)").fetchall()
-        trajs = con.execute("SELECT cell_id, split, level, rows, cols, outcome FROM cell_trajectories").fetchall()
-        level_rows = con.execute("SELECT task, split, level, height, width, channels, grid, start_row, start_col "
-                                 "FROM levels").fetchall()
-    finally:
-        con.close()
+    curves, trajs, level_rows = analysis.curves, analysis.trajectories, analysis.levels
     fig_dir = sweep_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     figs = []
@@ -212,11 +203,14 @@ def build_sweep_report(sweep_dir: Path) -> Path:
                 row.append("-" if p is None else f"{p.mean:.3f} [{p.ci_low:.3f}, {p.ci_high:.3f}] (n={len(p.per_seed)})")
             rows.append(row)
         tables.append({"title": panel if panel != "all" else preset.name, "header": [s.label for s in ss], "rows": rows})
+    tables += list(analysis.extra_tables)
     env = Environment(autoescape=select_autoescape(default=True))
+    extra = ("<ul>" + "".join(f"<li>{env.from_string('{{ s }}').render(s=s)}</li>" for s in analysis.sentences)
+             + "</ul>") if analysis.sentences else ""
     html = env.from_string(TEMPLATE).render(
         name=preset.name, description=preset.description, condition=preset.condition,
         partial=analysis.n_cells < analysis.n_expected, n_cells=analysis.n_cells, n_expected=analysis.n_expected,
-        verdicts=analysis.verdicts, level=stats.LEVEL, n_perm=stats.N_PERMUTATIONS, extra="",
+        verdicts=analysis.verdicts, level=stats.LEVEL, n_perm=stats.N_PERMUTATIONS, extra=extra,
         figures=inline_figures(figs), tables=tables, dial_label=dial.label,
         config_json=json.dumps({**analysis.meta, "base": preset.base, "panels": preset.panels,
                                 "dial": {"name": dial.name, "values": dial.values}}, indent=2, default=str))
@@ -248,22 +242,11 @@ def _representatives(preset, analysis, trajs) -> list[dict]:
     return reps
 
 
-def build_toy_report(out_dir: Path) -> Path:
-    """The toy model's predicted split of optimization power against N, and the measured curve if compared."""
-    import duckdb
-
-    from mesalab.experiments.sweep import analyse_sweep, load_sweep_config
-
+def build_toy_report(out_dir: Path, analysis) -> Path:
+    """The toy model's predicted split of optimization power against N, and the measured curve if compared
+    (from :class:`mesalab.analysis.toy.ToyAnalysis`)."""
     out_dir = Path(out_dir)
-    meta = load_sweep_config(out_dir)
-    con = duckdb.connect(str(out_dir / "sweep.duckdb"), read_only=True)
-    try:
-        model = con.execute("SELECT curve, n, a, p, ceiling_bits, mesa_share, base_instance_share, "
-                            "base_amortised_share FROM toy_model ORDER BY curve, n").fetchall()
-        measured = con.execute("SELECT n, mean, ci_low, ci_high, n_seeds FROM toy_measured ORDER BY n").fetchall()
-        fit = con.execute("SELECT a, p, rmse, n_points, ceiling_bits FROM toy_fit").fetchall()
-    finally:
-        con.close()
+    meta, model, measured = analysis.meta, analysis.model, analysis.measured
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     finite = [r[1] for r in model if np.isfinite(r[1])]
@@ -304,26 +287,7 @@ def build_toy_report(out_dir: Path) -> Path:
              "optimization done by the learned algorithm, against N" + (", with the measured diversity curve "
              "(mean and 95% bootstrap CI over seeds)" if measured else "") + ". Right: where the bits come from, per "
              "instance, in units of O.", _save(fig, fig_dir / "toy_model.png"))]
-    sentences = [f"With f(x) = a·x^p, the learned algorithm's share rises as (N/(a·p))^(1/(p-1)) and saturates at 1 "
-                 f"(O = {model[0][4]:.1f} bits per instance)."]
-    verdicts = []
-    if measured and fit:
-        a, p, rmse, n_points, _ = fit[0]
-        sentences.append(f"Fitted to the measured curve: a = {a:.3g}, p = {p:.2f}, RMS error {rmse:.3f} over "
-                         f"{n_points} finite N (two free parameters: a good fit is weak evidence on its own).")
-        at_inf = [m for m in measured if not np.isfinite(m[0])]
-        if at_inf:
-            sentences.append(f"At N = ∞ the model puts all of each instance's {model[0][4]:.1f} bits in the learned "
-                             f"algorithm; the measured agents reach {at_inf[0][1]:.2f} [{at_inf[0][2]:.2f}, "
-                             f"{at_inf[0][3]:.2f}] of the oracle's bits: the model assumes every instance is solved "
-                             "optimally, which these agents are far from.")
-        div = analyse_sweep(Path(meta["compare"]))
-        verdicts = [v for v in div.verdicts if v.metric == "test/bits_fraction"]
-        if verdicts:
-            v = verdicts[0]
-            agrees = {"supported": "agrees with", "contradicted": "contradicts",
-                      "inconclusive": "neither confirms nor contradicts"}[v.verdict]
-            sentences.append(f"The measured curve {agrees} the toy model's predicted rise: {v.sentence}")
+    sentences, verdicts = analysis.sentences, analysis.verdicts
     env = Environment(autoescape=select_autoescape(default=True))
     extra = "<ul>" + "".join(f"<li>{s}</li>" for s in (env.from_string("{{ s }}").render(s=s) for s in sentences)) + "</ul>"
     html = env.from_string(TEMPLATE).render(

@@ -14,7 +14,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from jinja2 import Environment, select_autoescape  # noqa: E402
 
-from mesalab.diagnostics.stats import bootstrap_mean_ci, wilson_interval  # noqa: E402
 from mesalab.report.figures import accuracy_vs_ticks_figure  # noqa: E402
 from mesalab.report.html import inline_figures, write_html_atomic  # noqa: E402
 
@@ -27,51 +26,20 @@ READING = ("How to read this. Accuracy that keeps rising with ticks, and mazes s
            "in bits and goal-directedness from the behavioral objective — rather than as a verdict on their own.")
 
 
-def _read(out_dir: Path):
-    from mesalab.experiments.store import open_sweep
-
-    con = open_sweep(out_dir, read_only=True)
-    try:
-        acc = con.execute("SELECT cell_id, size, ticks, accuracy, n_mazes FROM thinking_accuracy "
-                          "ORDER BY cell_id, size, ticks").fetchall()
-        summary = con.execute("SELECT * FROM thinking_summary ORDER BY size, cell_id").fetchall()
-        cols = [d[0] for d in con.description]
-    finally:
-        con.close()
-    return acc, [dict(zip(cols, r)) for r in summary]
-
-
-def _band(values: np.ndarray, n_mazes: int) -> tuple[float, float, float]:
-    """Mean over seeds with a 95% interval: bootstrap over seeds when there are several, else Wilson over mazes."""
-    if len(values) >= 2:
-        return bootstrap_mean_ci(values)
-    lo, hi = wilson_interval(int(round(values[0] * n_mazes)), n_mazes)
-    return float(values[0]), lo, hi
-
-
-def build_extrapolation_report(out_dir: Path) -> Path:
-    from mesalab.experiments.sweep import load_sweep_config
+def build_extrapolation_report(out_dir: Path, analysis) -> Path:
+    """Render ``report.html`` of an extrapolation sweep from its analysed result
+    (:class:`mesalab.analysis.extrapolation.ExtrapolationAnalysis`)."""
     from mesalab.report.sweep import TEMPLATE, _save
 
     out_dir = Path(out_dir)
-    meta = load_sweep_config(out_dir)
-    acc, summary = _read(out_dir)
-    config = meta["config"]
-    trained_ticks, trained_size = int(config["ticks"]), int(config["size"])
-    seeds = sorted({r[0] for r in acc})
-    sizes = sorted({r[1] for r in acc})
+    a = analysis
+    meta, trained_ticks, trained_size = a.meta, a.trained_ticks, a.trained_size
+    seeds, sizes, n_mazes = a.seeds, a.sizes, a.n_mazes
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
-    figs, sentences, tables = [], [], []
+    figs, sentences, tables = [], [{"verdict": "finding", "sentence": s} for s in a.sentences], []
     if seeds:
-        ticks = np.array(sorted({r[2] for r in acc}))
-        table = {(r[0], r[1], r[2]): r[3] for r in acc}
-        n_mazes = int(acc[0][4])
-        bands = {}
-        for size in sizes:
-            rows = np.array([[table[(c, size, int(t))] for t in ticks] for c in seeds])  # [seeds, T]
-            bands[size] = [_band(rows[:, j], n_mazes) for j in range(len(ticks))]
-        fig = accuracy_vs_ticks_figure(ticks, bands, trained_ticks, trained_size, "exact path accuracy")
+        fig = accuracy_vs_ticks_figure(a.ticks, a.bands, trained_ticks, trained_size, "exact path accuracy")
         how = ("95% bootstrap interval over seeds" if len(seeds) >= 2 else f"95% Wilson interval over {n_mazes} mazes")
         figs.append(("Test-time compute scaling", f"Exact accuracy (the predicted path equals the BFS path on every "
                      f"cell) on unseen mazes after each tick, per maze size; mean over {len(seeds)} seed(s), band: "
@@ -79,8 +47,7 @@ def build_extrapolation_report(out_dir: Path) -> Path:
         fig, ax = plt.subplots(figsize=(6, 3.4))
         for key, label in (("accuracy_at_trained_ticks", f"at the training ticks ({trained_ticks})"),
                            ("accuracy_at_best_ticks", "at each size's best tick count")):
-            pts = [_band(np.array([s[key] for s in summary if s["size"] == size]), n_mazes) for size in sizes]
-            pts = np.array(pts)
+            pts = np.array(a.size_points[key])
             ax.errorbar(sizes, pts[:, 0], yerr=[pts[:, 0] - pts[:, 1], pts[:, 2] - pts[:, 0]], marker="o",
                         capsize=3, label=label)
         ax.axvline(trained_size, color="grey", ls="--", lw=1, label=f"training size ({trained_size})")
@@ -92,25 +59,7 @@ def build_extrapolation_report(out_dir: Path) -> Path:
         figs.append(("Size extrapolation", "Accuracy against maze size at the training ticks and at the best tick "
                      "count per size (chosen on the same mazes, so slightly optimistic).",
                      _save(fig, fig_dir / "accuracy_vs_size.png")))
-        rows = []
-        for size in sizes:
-            ss = [s for s in summary if s["size"] == size]
-            at_t = _band(np.array([s["accuracy_at_trained_ticks"] for s in ss]), n_mazes)
-            at_b = _band(np.array([s["accuracy_at_best_ticks"] for s in ss]), n_mazes)
-            gain = (np.mean([s["gain"] for s in ss]),
-                    (ss[0]["gain_ci_low"], ss[0]["gain_ci_high"]) if len(ss) == 1 else
-                    bootstrap_mean_ci([s["gain"] for s in ss])[1:])
-            best = "/".join(str(s["best_ticks"]) for s in ss)
-            rows.append([f"{size}×{size}", len(ss), f"{at_t[0]:.3f} [{at_t[1]:.3f}, {at_t[2]:.3f}]", best,
-                         f"{at_b[0]:.3f} [{at_b[1]:.3f}, {at_b[2]:.3f}]",
-                         f"{gain[0]:+.3f} [{gain[1][0]:+.3f}, {gain[1][1]:+.3f}]"])
-            kind = "training size" if size == trained_size else (
-                "bigger than any training maze" if size > trained_size else "smaller than the training mazes")
-            sentences.append({"verdict": "finding",
-                              "sentence": f"{size}×{size} ({kind}): exact accuracy {at_t[0]:.3f} [{at_t[1]:.3f}, "
-                                          f"{at_t[2]:.3f}] at the training {trained_ticks} ticks and {at_b[0]:.3f} "
-                                          f"[{at_b[1]:.3f}, {at_b[2]:.3f}] at {best} ticks: a gain of {gain[0]:+.3f} "
-                                          f"[{gain[1][0]:+.3f}, {gain[1][1]:+.3f}] from extra test-time compute."})
+        rows = a.size_rows
         tables.append({"title": "Accuracy per maze size (mean [95% interval])",
                        "header": ["seeds", f"at {trained_ticks} ticks", "best ticks (per seed)", "at best ticks",
                                   "gain from extra ticks"], "rows": rows})

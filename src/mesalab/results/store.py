@@ -1,7 +1,9 @@
-"""The results database of a run folder (DuckDB).
+"""DuckDB databases of result folders: the only module that opens one (through :class:`~mesalab.results.folder.RunFolder`).
 
-A run's results are written in one transaction into ``results.duckdb.partial`` which is then renamed to
-``results.duckdb``: an interrupted run leaves either no database or a complete one, never a half-written one.
+Two ways to write, both all-or-nothing: :func:`commit_rows` inserts one finished batch of cells in a single
+transaction (an interrupted study keeps every finished batch and never a half-written one), and
+:func:`write_results` / :func:`replace_tables` build a whole database (or a changed copy of it) in
+``NAME.partial`` and rename it into place. Table columns come from :mod:`mesalab.results.tables`.
 """
 
 from __future__ import annotations
@@ -13,41 +15,9 @@ from pathlib import Path
 import duckdb
 
 from mesalab.errors import CorruptRunError
+from mesalab.results.tables import RUN_SCHEMA, Schema
 
 DB_NAME = "results.duckdb"
-
-SCHEMA = """
-CREATE TABLE runs (seed INTEGER PRIMARY KEY, task VARCHAR, config JSON, versions JSON, created VARCHAR);
-CREATE TABLE training_curves (seed INTEGER, update_index INTEGER, env_steps BIGINT, metric VARCHAR, value DOUBLE);
-CREATE TABLE evaluations (seed INTEGER, split VARCHAR, objective VARCHAR, is_base BOOLEAN, n_episodes INTEGER,
-    competent_rate DOUBLE, ci_low DOUBLE, ci_high DOUBLE, reach_rate DOUBLE, mean_return DOUBLE,
-    mean_optimal DOUBLE, normalised_return DOUBLE);
-CREATE TABLE outcomes (seed INTEGER, split VARCHAR, outcome VARCHAR, count INTEGER);
-CREATE TABLE competence (seed INTEGER, split VARCHAR, rate DOUBLE, ci_low DOUBLE, ci_high DOUBLE);
-CREATE TABLE verdicts (seed INTEGER PRIMARY KEY, label VARCHAR, proxy VARCHAR, confidence DOUBLE,
-    class_probabilities JSON, n_episodes INTEGER, text VARCHAR);
-CREATE TABLE levels (split VARCHAR, level INTEGER, height INTEGER, width INTEGER, channels INTEGER,
-    grid BOOLEAN[], start_row INTEGER, start_col INTEGER);
-CREATE TABLE trajectories (seed INTEGER, split VARCHAR, level INTEGER, rows INTEGER[], cols INTEGER[], outcome VARCHAR);
-CREATE TABLE compute_scaling (seed INTEGER, ticks INTEGER, trained_ticks INTEGER, successes INTEGER,
-    n_episodes INTEGER, success_rate DOUBLE, ci_low DOUBLE, ci_high DOUBLE);
-""" + """
-CREATE TABLE irl_weights (seed INTEGER, split VARCHAR, feature VARCHAR, position INTEGER, weight DOUBLE,
-    normalised DOUBLE, ci_low DOUBLE, ci_high DOUBLE);
-CREATE TABLE behavioral_objectives (seed INTEGER, split VARCHAR, dominant VARCHAR, dominant_weight DOUBLE,
-    scale DOUBLE, fitted_ll DOUBLE, uniform_ll DOUBLE, ceiling_ll DOUBLE, goal_directedness DOUBLE,
-    goal_directedness_nats DOUBLE, aliases JSON, absent JSON, n_levels INTEGER, n_actions INTEGER, reading VARCHAR);
-CREATE TABLE candidate_likelihoods (seed INTEGER, split VARCHAR, candidate VARCHAR, beta DOUBLE, held_out_ll DOUBLE);
-CREATE TABLE optimization_power (seed INTEGER, split VARCHAR, objective VARCHAR, n_levels INTEGER, mean_bits DOUBLE,
-    ci_low DOUBLE, ci_high DOUBLE, optimal_mean_bits DOUBLE, fraction_of_ceiling DOUBLE, histogram_edges DOUBLE[],
-    histogram_counts INTEGER[]);
-CREATE TABLE level_bits (seed INTEGER, split VARCHAR, objective VARCHAR, level INTEGER, bits DOUBLE,
-    optimal_bits DOUBLE);
-"""
-# written by `mesalab run` and rewritten by `mesalab diagnose`
-OBJECTIVE_TABLES = ("irl_weights", "behavioral_objectives", "candidate_likelihoods", "optimization_power",
-                    "level_bits")
-
 
 def _atomic_update(run_dir: Path, start_from_existing: bool, change, db_name: str = DB_NAME) -> Path:
     """Apply ``change(con)`` in one transaction to ``results.duckdb.partial`` (a copy of the run's database
@@ -80,13 +50,14 @@ def insert_rows(con, table: str, values: list[tuple]) -> None:
         con.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
 
 
-def write_results(run_dir: Path, rows: dict[str, list[tuple]], schema: str = SCHEMA, db_name: str = DB_NAME) -> Path:
-    """Create the run's database from ``schema`` and ``rows`` (table name -> list of row tuples) atomically."""
+def write_results(run_dir: Path, rows: dict[str, list[tuple]], schema: Schema = RUN_SCHEMA,
+                  db_name: str = DB_NAME) -> Path:
+    """Create a database holding every table of ``schema`` and ``rows`` (table name -> list of rows) atomically."""
 
     def change(con):
-        con.execute(schema)
+        con.execute(schema.ddl(if_not_exists=False))
         for table, values in rows.items():
-            insert_rows(con, table, values)
+            insert_rows(con, table, [schema[table].check(v) for v in values])
 
     return _atomic_update(run_dir, False, change, db_name)
 
@@ -95,19 +66,48 @@ def replace_tables(run_dir: Path, rows: dict[str, list[tuple]]) -> Path:
     """Replace the contents of some tables of an existing run database, atomically (the database is copied,
     changed and renamed over the original). Tables missing from an older database are created."""
     open_results(run_dir).close()  # one-line error if missing or corrupt
-    statements = {s.split("(")[0].split()[-1]: s for s in SCHEMA.split(";") if s.strip()}
 
     def change(con):
         for table, values in rows.items():
             con.execute(f"DROP TABLE IF EXISTS {table}")
-            con.execute(statements[table])
-            insert_rows(con, table, values)
+            con.execute(RUN_SCHEMA[table].ddl(if_not_exists=False))
+            insert_rows(con, table, [RUN_SCHEMA[table].check(v) for v in values])
 
     return _atomic_update(run_dir, True, change)
 
 
 def has_table(con, table: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0])
+
+
+def commit_rows(con, rows: dict[str, list[tuple]], schema: Schema) -> None:
+    """Insert rows into an open database in a single transaction (all or nothing); each row is checked against
+    its table's columns in ``schema`` first."""
+    checked = {table: [schema[table].check(v) for v in values] for table, values in rows.items()}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, values in checked.items():
+            insert_rows(con, table, values)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def open_database(path: Path, schema: Schema, read_only: bool, probe: str, missing: str, corrupt: str):
+    """Open a DuckDB database (creating every table of ``schema`` when writable) and read ``probe`` from it, with
+    one-line errors: ``missing`` when it does not exist (read-only), ``corrupt`` when it cannot be read."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise CorruptRunError(f"{path} not found: {missing}")
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+        if not read_only:
+            con.execute(schema.ddl())
+        con.execute(f"SELECT count(*) FROM {probe}").fetchone()
+        return con
+    except duckdb.Error as e:
+        raise CorruptRunError(f"{path} is not a readable {schema.name} database ({type(e).__name__}); {corrupt}") from None
 
 
 def open_results(run_dir: Path) -> duckdb.DuckDBPyConnection:

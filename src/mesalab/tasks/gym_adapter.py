@@ -11,7 +11,7 @@ level_seed)``:
 - ``"train"``: ``n_levels`` solvable levels of the task's training distribution drawn with
   ``jax.random.key(level_seed)`` (the same pool as earlier versions of this adapter).
 - ``"test"``: levels of the task's test distribution drawn with the split folded into the key
-  (``jax.random.fold_in(jax.random.key(level_seed), 1)``, as :func:`mesalab.diagnostics.shift.evaluation_levels`
+  (``jax.random.fold_in(jax.random.key(level_seed), 1)``, as :func:`mesalab.diagnostics.evaluation.evaluation_levels`
   does), and guaranteed disjoint from the ``"train"`` pool of the same ``level_seed`` and ``n_levels``: no test
   level has the hash (:mod:`mesalab.tasks.level_hash`: grid bytes + start cell) of any train level. Where the two
   distributions are the same (``maze``: unseen mazes) a collision is possible, so the adapter draws

@@ -1,0 +1,145 @@
+"""Every results table, its columns declared once.
+
+A :class:`Table` names its columns and their DuckDB types; ``table.row(**values)`` builds a row (a named tuple,
+so a row is built by column name, next to nothing positional) and ``table.ddl()`` the ``CREATE TABLE``
+statement. A :class:`Schema` is the set of tables one kind of folder's database holds. The study kinds
+(:mod:`mesalab.studies`) say which schema they write; nothing else spells a column list.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (column, DuckDB type)
+    key: tuple[str, ...] = ()  # primary key columns (none: rows may repeat)
+    row: type = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "row", namedtuple(f"{self.name}_row", [c for c, _ in self.columns]))
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.columns)
+
+    def ddl(self, if_not_exists: bool = True) -> str:
+        cols = [f"{c} {t}" for c, t in self.columns]
+        if self.key:
+            cols.append(f"PRIMARY KEY ({', '.join(self.key)})")
+        return f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{self.name} ({', '.join(cols)})"
+
+    def check(self, row: tuple) -> tuple:
+        """``row`` as this table's row (a one-line error naming the table when its width is wrong)."""
+        if isinstance(row, self.row):
+            return row
+        if len(row) != len(self.columns):
+            raise ValueError(f"a row of {self.name} has {len(row)} values for its {len(self.columns)} columns "
+                             f"{self.column_names}")
+        return self.row(*row)
+
+
+def _t(name: str, spec: str, key: tuple[str, ...] = ()) -> Table:
+    """A table from ``"col TYPE, col TYPE, ..."`` (types may hold no commas)."""
+    cols = tuple(tuple(part.strip().split(None, 1)) for part in spec.split(","))
+    return Table(name, cols, key)
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    tables: tuple[Table, ...]
+
+    def __getitem__(self, name: str) -> Table:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise KeyError(f"{self.name} results have no table {name!r}; tables: {[t.name for t in self.tables]}")
+
+    def __contains__(self, name: str) -> bool:
+        return any(t.name == name for t in self.tables)
+
+    def ddl(self, if_not_exists: bool = True) -> str:
+        return ";\n".join(t.ddl(if_not_exists) for t in self.tables) + ";"
+
+
+# -- a gridworld PPO run (``mesalab run TASK``) ----------------------------------------------------------------
+RUNS = _t("runs", "seed INTEGER, task VARCHAR, config JSON, versions JSON, created VARCHAR", ("seed",))
+TRAINING_CURVES = _t("training_curves", "seed INTEGER, update_index INTEGER, env_steps BIGINT, metric VARCHAR, "
+                     "value DOUBLE")
+EVALUATIONS = _t("evaluations", "seed INTEGER, split VARCHAR, objective VARCHAR, is_base BOOLEAN, n_episodes INTEGER, "
+                 "competent_rate DOUBLE, ci_low DOUBLE, ci_high DOUBLE, reach_rate DOUBLE, mean_return DOUBLE, "
+                 "mean_optimal DOUBLE, normalised_return DOUBLE")
+OUTCOMES = _t("outcomes", "seed INTEGER, split VARCHAR, outcome VARCHAR, count INTEGER")
+COMPETENCE = _t("competence", "seed INTEGER, split VARCHAR, rate DOUBLE, ci_low DOUBLE, ci_high DOUBLE")
+VERDICTS = _t("verdicts", "seed INTEGER, label VARCHAR, proxy VARCHAR, confidence DOUBLE, class_probabilities JSON, "
+              "n_episodes INTEGER, text VARCHAR", ("seed",))
+RUN_LEVELS = _t("levels", "split VARCHAR, level INTEGER, height INTEGER, width INTEGER, channels INTEGER, "
+                "grid BOOLEAN[], start_row INTEGER, start_col INTEGER")
+TRAJECTORIES = _t("trajectories", "seed INTEGER, split VARCHAR, level INTEGER, rows INTEGER[], cols INTEGER[], "
+                  "outcome VARCHAR")
+COMPUTE_SCALING = _t("compute_scaling", "seed INTEGER, ticks INTEGER, trained_ticks INTEGER, successes INTEGER, "
+                     "n_episodes INTEGER, success_rate DOUBLE, ci_low DOUBLE, ci_high DOUBLE")
+IRL_WEIGHTS = _t("irl_weights", "seed INTEGER, split VARCHAR, feature VARCHAR, position INTEGER, weight DOUBLE, "
+                 "normalised DOUBLE, ci_low DOUBLE, ci_high DOUBLE")
+BEHAVIORAL_OBJECTIVES = _t("behavioral_objectives", "seed INTEGER, split VARCHAR, dominant VARCHAR, "
+                           "dominant_weight DOUBLE, scale DOUBLE, fitted_ll DOUBLE, uniform_ll DOUBLE, ceiling_ll DOUBLE, "
+                           "goal_directedness DOUBLE, goal_directedness_nats DOUBLE, aliases JSON, absent JSON, "
+                           "n_levels INTEGER, n_actions INTEGER, reading VARCHAR")
+CANDIDATE_LIKELIHOODS = _t("candidate_likelihoods", "seed INTEGER, split VARCHAR, candidate VARCHAR, beta DOUBLE, "
+                           "held_out_ll DOUBLE")
+OPTIMIZATION_POWER = _t("optimization_power", "seed INTEGER, split VARCHAR, objective VARCHAR, n_levels INTEGER, "
+                        "mean_bits DOUBLE, ci_low DOUBLE, ci_high DOUBLE, optimal_mean_bits DOUBLE, "
+                        "fraction_of_ceiling DOUBLE, histogram_edges DOUBLE[], histogram_counts INTEGER[]")
+LEVEL_BITS = _t("level_bits", "seed INTEGER, split VARCHAR, objective VARCHAR, level INTEGER, bits DOUBLE, "
+                "optimal_bits DOUBLE")
+# written by `mesalab run` and rewritten by `mesalab diagnose`
+OBJECTIVE_TABLES = ("irl_weights", "behavioral_objectives", "candidate_likelihoods", "optimization_power",
+                    "level_bits")
+RUN_SCHEMA = Schema("run", (RUNS, TRAINING_CURVES, EVALUATIONS, OUTCOMES, COMPETENCE, VERDICTS, RUN_LEVELS,
+                            TRAJECTORIES, COMPUTE_SCALING, IRL_WEIGHTS, BEHAVIORAL_OBJECTIVES, CANDIDATE_LIKELIHOODS,
+                            OPTIMIZATION_POWER, LEVEL_BITS))
+
+# -- a sweep of cells (every kind of cell: PPO, ICL, ...) --------------------------------------------------------
+CELLS = _t("cells", "cell_id VARCHAR, batch_id VARCHAR, panel VARCHAR, dial VARCHAR, value DOUBLE, seed INTEGER, "
+           "config JSON, versions JSON, wall_s DOUBLE, finished VARCHAR", ("cell_id",))
+CELL_METRICS = _t("cell_metrics", "cell_id VARCHAR, metric VARCHAR, value DOUBLE", ("cell_id", "metric"))
+CELL_CURVES = _t("cell_curves", "cell_id VARCHAR, update_index INTEGER, env_steps BIGINT, success_rate DOUBLE")
+CELL_TRAJECTORIES = _t("cell_trajectories", "cell_id VARCHAR, split VARCHAR, level INTEGER, rows INTEGER[], "
+                       "cols INTEGER[], outcome VARCHAR")
+SWEEP_LEVELS = _t("levels", "task VARCHAR, split VARCHAR, level INTEGER, height INTEGER, width INTEGER, "
+                  "channels INTEGER, grid BOOLEAN[], start_row INTEGER, start_col INTEGER", ("task", "split", "level"))
+CELL_MATCHES = _t("cell_matches", "cell_id VARCHAR, layer INTEGER, reference VARCHAR, reference_loss DOUBLE, "
+                  "model_loss DOUBLE, prediction_mse DOUBLE, sensitivity_cosine DOUBLE")
+SWEEP_SCHEMA = Schema("sweep", (CELLS, CELL_METRICS, CELL_CURVES, CELL_TRAJECTORIES, SWEEP_LEVELS))
+# a sweep of ICL cells also keeps every cell's algorithm-match table
+ICL_SWEEP_SCHEMA = Schema("icl-sweep", (*SWEEP_SCHEMA.tables, CELL_MATCHES))
+
+# -- maze-path size extrapolation (cells of the sweep schema, plus accuracy per size and tick) ------------------
+THINKING_ACCURACY = _t("thinking_accuracy", "cell_id VARCHAR, size INTEGER, ticks INTEGER, accuracy DOUBLE, "
+                       "n_mazes INTEGER", ("cell_id", "size", "ticks"))
+THINKING_SUMMARY = _t("thinking_summary", "cell_id VARCHAR, size INTEGER, n_mazes INTEGER, "
+                      "accuracy_at_trained_ticks DOUBLE, ci_low_trained DOUBLE, ci_high_trained DOUBLE, "
+                      "best_ticks INTEGER, accuracy_at_best_ticks DOUBLE, ci_low_best DOUBLE, ci_high_best DOUBLE, "
+                      "gain DOUBLE, gain_ci_low DOUBLE, gain_ci_high DOUBLE", ("cell_id", "size"))
+EXTRAPOLATION_SCHEMA = Schema("extrapolation", (CELLS, CELL_CURVES, THINKING_ACCURACY, THINKING_SUMMARY))
+
+# -- an icl-gd run ------------------------------------------------------------------------------------------------
+ICL_RUNS = _t("runs", "seed INTEGER, task VARCHAR, config JSON, versions JSON, created VARCHAR")
+ICL_TRAINING = _t("icl_training", "seed INTEGER, step INTEGER, loss DOUBLE")
+ICL_MATCHES = _t("icl_matches", "seed INTEGER, layer INTEGER, reference VARCHAR, reference_loss DOUBLE, "
+                 "model_loss DOUBLE, prediction_mse DOUBLE, sensitivity_cosine DOUBLE")
+ICL_OOD = _t("icl_ood", "seed INTEGER, shift VARCHAR, scale DOUBLE, model DOUBLE, gd_one_step DOUBLE, "
+             "least_squares DOUBLE")
+ICL_LEARNING_RATES = _t("icl_learning_rates", "seed INTEGER, gd_steps INTEGER, lr DOUBLE")
+ICL_SCHEMA = Schema("icl", (ICL_RUNS, ICL_TRAINING, ICL_MATCHES, ICL_OOD, ICL_LEARNING_RATES))
+
+# -- the analytic toy model ---------------------------------------------------------------------------------------
+TOY_MODEL = _t("toy_model", "curve VARCHAR, n DOUBLE, a DOUBLE, p DOUBLE, ceiling_bits DOUBLE, mesa_share DOUBLE, "
+               "base_instance_share DOUBLE, base_amortised_share DOUBLE")
+TOY_MEASURED = _t("toy_measured", "n DOUBLE, mean DOUBLE, ci_low DOUBLE, ci_high DOUBLE, n_seeds INTEGER")
+TOY_FIT = _t("toy_fit", "a DOUBLE, p DOUBLE, rmse DOUBLE, n_points INTEGER, ceiling_bits DOUBLE, source VARCHAR")
+TOY_SCHEMA = Schema("toy-model", (TOY_MODEL, TOY_MEASURED, TOY_FIT))

@@ -1,0 +1,354 @@
+"""The ``sweep`` kind: ``mesalab sweep PRESET`` runs a preset's grid of cells (panels x dial values x seeds),
+commits each finished batch, resumes a previous run of the same command in the same folder, then tests each
+hypothesis for a trend along the dial (:mod:`mesalab.analysis.sweep`).
+
+A cell trains one PPO model (``Preset.cell == "ppo"``) or one in-context regression transformer (``"icl"``).
+
+Sweep folder::
+
+    sweep.json          preset, seeds, overrides, evaluation plan, versions (rewritten when seeds are added)
+    sweep.duckdb        cells, cell_metrics, cell_curves, cell_trajectories, levels, cell_matches (one transaction
+                        per batch; mesalab.results.tables.SWEEP_SCHEMA)
+    checkpoints/<cell>.eqx
+    figures/*.png, report.html
+
+PPO cell metrics (all honest per-cell numbers; the sweep statistics are over seeds):
+
+- ``{split}/success``: fraction of evaluation episodes that reach a base-objective target at all;
+- ``{split}/outcome:base``, ``{split}/outcome:proxy:P``, ``{split}/outcome:other``: the fractions of episodes
+  whose outcome is "base objective pursued competently", "proxy P pursued competently (and not the base
+  objective)", or neither (see :mod:`mesalab.diagnostics.evaluation`);
+- ``{split}/normalised_return``: mean base-objective return over the oracle's;
+- ``{split}/bits``, ``{split}/bits_ceiling``, ``{split}/bits_fraction``: optimization power toward the base
+  objective (exact bits per level, mean), the oracle's, and their ratio;
+- ``test/goal_directedness`` (when the plan fits the behavioral objective, on the test split only);
+- ``train_curve/success_final``: training success rate over the last 10% of updates;
+- recurrent cells only: ``test/success@ticks=k`` and ``test/compute_gain_2x`` (success at twice the training
+  ticks minus at the training ticks: the test-time compute gain).
+
+ICL cell metrics: ``match/REF/sensitivity_cosine`` and ``match/REF/prediction_mse`` of the final layer's
+read-out against every reference algorithm REF, ``best/effective_steps`` (see
+:mod:`mesalab.diagnostics.icl_depth`) and ``train/final_loss``; every layer's matches go to ``cell_matches``.
+
+``split`` is ``train`` (levels from the training distribution, unseen ones when N is finite) or ``test``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mesalab.errors import ConfigError
+from mesalab.experiments import plan as P
+from mesalab.experiments.presets import PRESETS, Preset, configured_preset
+from mesalab.results.folder import RunFolder, checkpoint_name, folder_meta
+from mesalab.results.store import dumps
+from mesalab.results.tables import (CELL_CURVES, CELL_MATCHES, CELL_METRICS, CELL_TRAJECTORIES, CELLS,
+                                    ICL_SWEEP_SCHEMA, SWEEP_LEVELS)
+from mesalab.studies import register
+from mesalab.studies.contract import Listing, Options, Study, describe
+from mesalab.studies.engine import Batch
+
+
+@dataclass
+class CellResult:
+    cell_id: str
+    metrics: dict[str, float]
+    curve: list[tuple[int, int, float]]  # (update, env steps, training success rate)
+    trajectories: list[tuple]  # (split, level, rows, cols, outcome name)
+    model_leaves: list  # numpy leaves of the trained model (checkpoint)
+    wall_s: float  # wall time of the batch, shared equally by its cells
+    matches: list = ()  # ICL cells: (layer, reference, reference_loss, model_loss, prediction_mse, cosine)
+
+
+class Sweep(Study):
+    kind = "sweep"
+    command = "sweep"
+    options = frozenset({"seeds", "steps", "config", "episodes", "irl_levels", "workers", "backend", "address"})
+    schema = ICL_SWEEP_SCHEMA
+    meta_name, db_name = "sweep.json", "sweep.duckdb"
+    missing = "no cell of this sweep has finished; run `mesalab sweep` first"
+    corrupt = "move it aside and re-run `mesalab sweep` (its cells will be retrained)"
+
+    def names(self) -> list[Listing]:
+        return [Listing(p.name, p.description, dials=f"{p.dial.name}: {[p.dial.display(v) for v in p.dial.values]}")
+                for p in PRESETS.values()]
+
+    def default_out(self, name: str) -> Path:
+        return Path("sweeps") / name
+
+    def configure(self, name: str, options: Options) -> dict:
+        from mesalab.studies.settings import ppo_overrides, supervised_overrides
+
+        preset = PRESETS[name]
+        if preset.cell == "icl":
+            from mesalab.optimizers.supervised import ICLConfig
+
+            for opt in ("episodes", "irl_levels"):
+                if getattr(options, opt) is not None:
+                    raise ConfigError(f"--{opt.replace('_', '-')} is not used by `mesalab sweep {name}` (its cells are "
+                                      f"tested on fresh sequences); drop it")
+            overrides = supervised_overrides(ICLConfig, options.config, options.steps)
+        else:
+            episodes = options.episodes or preset.eval.episodes
+            if options.irl_levels is not None and options.irl_levels > episodes:
+                raise ConfigError(f"--irl-levels {options.irl_levels} exceeds the {episodes} evaluation levels per "
+                                  f"split (--episodes); pass at most {episodes}")
+            overrides = ppo_overrides(options.config, options.steps, preset.base)
+        eval_overrides = {k: v for k, v in (("episodes", options.episodes), ("irl_levels", options.irl_levels))
+                          if v is not None}
+        seeds = list(range(preset.default_seeds if options.seeds is None else options.seeds))
+        configured = configured_preset(name, overrides, eval_overrides)
+        P.cells(configured, seeds)  # validates the seeds and every cell's config
+        return {"name": name, "preset": name, "seeds": seeds, "overrides": overrides, "eval_overrides": eval_overrides,
+                "backend": options.backend}
+
+    def configured(self, settings: dict) -> Preset:
+        return configured_preset(settings["preset"], settings["overrides"], settings["eval_overrides"])
+
+    def header(self, s: dict) -> str:
+        p = self.configured(s)
+        return (f"[bold]mesalab sweep {p.name}[/]: {p.dial.name} in {[p.dial.display(v) for v in p.dial.values]}"
+                f" x {len(s['seeds'])} seed(s) x {len(p.panels)} panel(s), backend {s['backend']}")
+
+    def check_folder(self, folder: RunFolder, settings: dict) -> None:
+        meta = folder_meta(folder.path)
+        if meta is None or not (folder.path / "sweep.json").exists():
+            if meta is not None or folder.has_results() or (folder.path / "results.duckdb").exists():
+                raise ConfigError(f"{folder.path} holds a run, not a sweep; pass a new --out folder")
+            return
+        if meta.get("kind") != "sweep" or meta.get("preset") != settings["preset"]:
+            raise ConfigError(f"{folder.path} holds {describe(meta)}; pass a new --out for {settings['preset']!r}")
+        before = (meta.get("overrides", {}), meta.get("eval_overrides", {}))
+        if before != (settings["overrides"], settings["eval_overrides"]):
+            raise ConfigError(f"{folder.path} was run with settings {before[0] | before[1]}, not "
+                              f"{settings['overrides'] | settings['eval_overrides']}; repeat its options to resume it, "
+                              "or pass a new --out")
+
+    def start(self, folder: RunFolder, settings: dict) -> dict:
+        from dataclasses import asdict
+
+        from mesalab.results.provenance import now, versions
+
+        folder.create()
+        preset = self.configured(settings)
+        if folder.has_meta():
+            meta = folder.read_meta()
+            meta["seeds"] = sorted(set(meta["seeds"]) | set(settings["seeds"]))
+            meta.setdefault("resumed", []).append(now())
+        else:
+            meta = {"kind": "sweep", "preset": preset.name, "seeds": sorted(settings["seeds"]),
+                    "overrides": settings["overrides"], "eval_overrides": settings["eval_overrides"],
+                    "eval": asdict(preset.eval), "versions": versions(), "created": now()}
+        folder.write_meta(meta)
+        settings["versions"] = meta["versions"]
+        if preset.cell == "ppo":
+            folder.commit({"levels": sweep_level_rows(preset, folder)})
+        return meta
+
+    def n_cells(self, settings: dict) -> int:
+        return len(P.cells(self.configured(settings), settings["seeds"]))
+
+    def plan(self, settings: dict, done: set) -> list[Batch]:
+        preset = self.configured(settings)
+        out = []
+        for b in P.batches(preset, settings["seeds"], done):
+            units = b.config["steps"] if preset.cell == "icl" else _num_updates(b.config)
+            out.append(Batch(b.batch_id, b.cells, {"batch": b, "eval": preset.eval, "cell": preset.cell,
+                                                   "dial": preset.dial, "versions": settings.get("versions")}, units))
+        return out
+
+    def measure(self, batch: Batch, progress=None) -> list[CellResult]:
+        if batch.spec["cell"] == "icl":
+            return measure_icl_batch(batch.spec["batch"], progress)
+        return measure_ppo_batch(batch.spec["batch"], batch.spec["eval"], progress)
+
+    def commit(self, folder: RunFolder, batch: Batch, results: list[CellResult]) -> None:
+        from mesalab.results.provenance import now
+
+        plan_batch = batch.spec["batch"]
+        by_id = {c.cell_id: c for c in plan_batch.cells}
+        dial = batch.spec["dial"]
+        for r in results:
+            folder.save_checkpoint(checkpoint_name(r.cell_id), _rebuild(batch.spec["cell"], by_id[r.cell_id].config,
+                                                                        r.model_leaves))
+        rows: dict[str, list] = {"cells": [], "cell_metrics": [], "cell_curves": [], "cell_trajectories": []}
+        if batch.spec["cell"] == "icl":
+            rows["cell_matches"] = []
+        stamp = now()
+        for r in results:
+            c = by_id[r.cell_id]
+            rows["cells"].append(CELLS.row(cell_id=c.cell_id, batch_id=plan_batch.batch_id, panel=c.panel,
+                                           dial=dial.name, value=dial.stored(c.value), seed=c.seed,
+                                           config=dumps(c.config), versions=dumps(batch.spec["versions"]),
+                                           wall_s=r.wall_s, finished=stamp))
+            rows["cell_metrics"] += [CELL_METRICS.row(c.cell_id, k, float(v)) for k, v in sorted(r.metrics.items())]
+            rows["cell_curves"] += [CELL_CURVES.row(c.cell_id, u, s, v) for u, s, v in r.curve]
+            rows["cell_trajectories"] += [CELL_TRAJECTORIES.row(c.cell_id, *t) for t in r.trajectories]
+            if batch.spec["cell"] == "icl":
+                rows["cell_matches"] += [CELL_MATCHES.row(c.cell_id, *m) for m in r.matches]
+        commit_batch(folder, rows)
+
+    def analyse(self, folder: RunFolder):
+        from mesalab.analysis.sweep import analyse_sweep
+
+        return analyse_sweep(folder)
+
+    def report(self, folder: RunFolder, analysis) -> Path:
+        from mesalab.report.sweep import build_sweep_report
+
+        return build_sweep_report(folder.path, analysis)
+
+    def summary(self, analysis) -> list:
+        from mesalab.report.terminal import sweep_summary
+
+        return sweep_summary(analysis)
+
+
+def commit_batch(folder: RunFolder, rows: dict) -> None:
+    """One batch's rows in one transaction (a name of its own so that tests can interrupt it)."""
+    folder.commit(rows)
+
+
+def _num_updates(config: dict) -> int:
+    from mesalab.optimizers import PPOConfig
+
+    return PPOConfig(**config).num_updates
+
+
+def _rebuild(cell: str, config: dict, leaves: list):
+    if cell == "icl":
+        import equinox as eqx
+        import jax
+
+        from mesalab.optimizers.supervised import ICLConfig, init_model
+
+        params, static = eqx.partition(init_model(ICLConfig(**config), jax.random.key(0)), eqx.is_array)
+        return eqx.combine(jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), leaves), static)
+    from mesalab.optimizers import PPOConfig
+    from mesalab.studies.ppo_batch import rebuild_model
+
+    return rebuild_model(PPOConfig(**config), leaves)
+
+
+def sweep_level_rows(preset: Preset, folder: RunFolder) -> list[tuple]:
+    """The first drawn levels of each task's evaluation pools not yet stored (for the trajectory drawings)."""
+    from mesalab.studies.ppo_batch import drawn_levels
+    from mesalab.tasks import get_task
+
+    stored = set()
+    if folder.has_results():
+        stored = {tuple(r) for r in folder.sql("SELECT task, split, level FROM levels")}
+    rows = []
+    for name in sorted({preset.panel_task(panel) for panel in preset.panels}):
+        for split in ("train", "test"):
+            for r in drawn_levels(get_task(name), split, preset.eval, preset.eval.drawn_levels):
+                if (name, split, r[0]) not in stored:
+                    rows.append(SWEEP_LEVELS.row(name, split, *r))
+    return rows
+
+
+# -- measuring a batch of cells (in a worker) ---------------------------------------------------------------------
+
+def measure_ppo_batch(batch: P.Batch, plan, progress=None) -> list[CellResult]:
+    """Train one batch of PPO cells (one vmapped, jitted program) and measure every cell."""
+    from mesalab.optimizers import PPOConfig
+    from mesalab.studies import ppo_batch as B
+    from mesalab.tasks import get_task
+
+    t0 = time.time()
+    config = PPOConfig.from_dict(batch.config)
+    task = get_task(config.task)
+    dial_values = None if batch.data_dial is None else [c.config[batch.data_dial] for c in batch.cells]
+    keys, models, metrics = B.train_batch(config, [c.seed for c in batch.cells], batch.data_dial, dial_values, progress)
+    pools = B.evaluation_pools(task, plan)
+    episodes = B.evaluate_models(task, models, keys, pools, plan.greedy)
+    by_ticks = {}  # recurrent cells: the test split at other numbers of ticks per step (same levels and keys)
+    if config.recurrent:
+        by_ticks = B.episodes_by_ticks(task, models, keys, pools["test"], plan.greedy,
+                                       B.test_ticks_for(config.ticks, plan.test_ticks), config.ticks, episodes["test"])
+    leaves = B.model_leaves(models)
+    out = []
+    for i, cell in enumerate(batch.cells):
+        model = B.split_seed(models, i)
+        cell_eps = B.split_seed(episodes, i)
+        values = measure_cell(task, model, cell_eps, pools, plan)
+        if config.recurrent:
+            values.update(compute_scaling_metrics(config.ticks, {k: B.success_count(task, B.split_seed(e, i))
+                                                                 for k, e in by_ticks.items()}))
+        success = metrics["success_rate"][i]
+        tail = success[int(0.9 * len(success)):]
+        values["train_curve/success_final"] = float(np.nanmean(tail)) if np.isfinite(tail).any() else float("nan")
+        step = max(1, len(success) // 50)
+        curve = [(int(u), int(metrics["env_steps"][i][u]), float(success[u])) for u in range(0, len(success), step)]
+        out.append(CellResult(cell.cell_id, values, curve, B.drawn_trajectories(task, cell_eps, plan.drawn_levels),
+                              [leaf[i] for leaf in leaves], 0.0))
+    wall = (time.time() - t0) / len(out)
+    for r in out:
+        r.wall_s = wall
+    return out
+
+
+def measure_cell(task, model, episodes: dict, pools: dict, plan) -> dict[str, float]:
+    """The metrics of one trained PPO model from its evaluation episodes (``split -> Episodes``)."""
+    from mesalab.diagnostics import summarise
+    from mesalab.diagnostics.optimization_power import episode_bits
+    from mesalab.studies.ppo_batch import profile_seed
+
+    values: dict[str, float] = {}
+    # the behavioral objective is fitted on the test split only: the sweeps ask about unseen levels
+    profiles = profile_seed(task, model, {"test": episodes["test"]}, pools, plan)
+    for split, ep in episodes.items():
+        s = summarise(task, ep, split)
+        base = s.objectives[0]
+        values[f"{split}/success"] = base.reach_rate
+        values[f"{split}/normalised_return"] = base.normalised_return
+        for name, count in zip(s.outcome_names, s.outcome_counts):
+            key = "base" if name.startswith("base:") else name
+            values[f"{split}/outcome:{key}"] = count / s.n_episodes
+        bits = episode_bits(task, pools[split], ep)[task.base_objective.name]
+        agent, ceiling = float(np.mean(bits.agent)), float(np.mean(bits.optimal))
+        values[f"{split}/bits"] = agent
+        values[f"{split}/bits_ceiling"] = ceiling
+        values[f"{split}/bits_fraction"] = agent / ceiling if ceiling > 0 else 0.0
+        if split in profiles:
+            values[f"{split}/goal_directedness"] = float(profiles[split].behavioral.goal_directedness)
+    return values
+
+
+def compute_scaling_metrics(trained_ticks: int, success_by_ticks: dict) -> dict[str, float]:
+    """``test/success@ticks=k`` for every evaluated k, and ``test/compute_gain_2x``: success at twice the training
+    ticks minus success at the training ticks (paired: the same unseen levels and episode keys).
+    ``success_by_ticks``: ticks -> (successes, episodes)."""
+    rate = {k: s / n for k, (s, n) in success_by_ticks.items()}
+    values = {f"test/success@ticks={k}": float(v) for k, v in sorted(rate.items())}
+    values["test/compute_gain_2x"] = float(rate[2 * trained_ticks] - rate[trained_ticks])
+    return values
+
+
+def measure_icl_batch(batch: P.Batch, progress=None) -> list[CellResult]:
+    """Train each ICL cell of a batch (one jitted program per config, seed by seed) and measure which algorithm
+    its read-out after every layer matches."""
+    from mesalab.diagnostics.icl_analysis import icl_cell_measurement
+    from mesalab.optimizers.supervised import ICLConfig
+    from mesalab.studies.icl_run import train_icl_seed
+    from mesalab.studies.ppo_batch import model_leaves
+
+    out = []
+    for i, cell in enumerate(batch.cells):
+        t0 = time.time()
+        config = ICLConfig(**cell.config)
+        model, loss = train_icl_seed(config, cell.seed)
+        metrics, matches = icl_cell_measurement(model, config)
+        metrics["train/final_loss"] = float(np.mean(loss[-max(1, len(loss) // 20):]))
+        # no cell_curves rows: that table holds PPO success rates, and the loss is kept as train/final_loss
+        out.append(CellResult(cell.cell_id, metrics, [], [], model_leaves(model), time.time() - t0, matches))
+        if progress:
+            progress((i + 1) * config.steps)
+    return out
+
+
+SWEEP = register(Sweep())
