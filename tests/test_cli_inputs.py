@@ -36,15 +36,18 @@ class ReachedWork(BaseException):
 
 
 WORK = [
-    ("mesalab.pipeline", "run_experiment"),
-    ("mesalab.pipeline", "diagnose_run"),
-    ("mesalab.icl_pipeline", "run_icl"),
-    ("mesalab.experiments.sweep", "run_sweep"),
-    ("mesalab.experiments.extrapolation", "run_extrapolation"),
-    ("mesalab.experiments.toy_model", "run_toy_model"),
-    ("mesalab.runner", "train_and_evaluate"),
-    ("mesalab.experiments.backends", "run_local"),
-    ("mesalab.experiments.backends", "run_ray"),
+    ("mesalab.studies", "run_study"),
+    ("mesalab.studies.contract", "run_study"),
+    ("mesalab.studies.gridworld_run", "diagnose_run"),
+    ("mesalab.studies.engine", "execute"),
+    ("mesalab.studies.engine", "run_local"),
+    ("mesalab.studies.engine", "run_ray"),
+    ("mesalab.analysis.run", "analyse_run"),
+    ("mesalab.analysis.sweep", "analyse_sweep"),
+    ("mesalab.analysis.icl", "analyse_icl_run"),
+    ("mesalab.analysis.extrapolation", "analyse_extrapolation"),
+    ("mesalab.analysis.toy", "analyse_toy"),
+    ("mesalab.report.build", "build_report"),
     ("mesalab.optimizers", "make_train"),
     ("mesalab.optimizers.ppo", "make_train"),
     ("mesalab.optimizers.thinking", "make_train"),
@@ -74,7 +77,7 @@ def no_work(monkeypatch):
 def world(tmp_path, monkeypatch):
     """A working folder (the cwd, so default output folders land in it) holding a file, a finished run, an icl run,
     a sweep of each kind and a diversity sweep to compare with; returns a dict of their paths."""
-    from mesalab.experiments.extrapolation import settings_of
+    from mesalab.studies.extrapolation import settings_of
 
     monkeypatch.chdir(tmp_path)
     w = {"root": tmp_path, "file": tmp_path / "a-file.txt", "new": tmp_path / "new-folder"}
@@ -276,7 +279,7 @@ def test_out_that_cannot_be_written(capsys, world, cmd):
 
 
 @pytest.mark.parametrize("cmd, holder, expect", [
-    (["run", "red-door"], "run", "finished run"),
+    (["run", "red-door"], "run", "holds a run"),
     (["run", "red-door"], "icl", "finished run"),
     (["run", "red-door"], "diversity", "sweep"),
     (["run", "icl-gd"], "run", "finished run"),
@@ -475,13 +478,13 @@ def test_eval_settings_of_a_sweep_are_checked_in_python():
 
 def test_output_folder_checks_in_python(tmp_path):
     from mesalab.errors import ConfigError
-    from mesalab.pipeline import prepare_run_dir
+    from mesalab.studies import Options, find, prepare
 
     f = tmp_path / "f"
     f.write_text("x")
     for out in (f, f / "x", Path("/proc/mesalab-test")):
         with pytest.raises(ConfigError, match="--out"):
-            prepare_run_dir(out, "red-door")
+            prepare(find("run", "red-door"), "red-door", Options(), out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 
 

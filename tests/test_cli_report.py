@@ -198,7 +198,7 @@ def _replayed_evaluations(task, models, seeds, settings):
     import jax.numpy as jnp
 
     from mesalab.diagnostics import summarise
-    from mesalab.runner import evaluate_models, evaluation_pools
+    from mesalab.studies.ppo_batch import evaluate_models, evaluation_pools
 
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs) if eqx.is_array(xs[0]) else xs[0], *models)
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
@@ -225,13 +225,13 @@ def test_loaded_checkpoints_reproduce_the_runs_stored_evaluation(run_dir, tmp_pa
     from mesalab.errors import CorruptRunError
     from mesalab.optimizers import PPOConfig
     from mesalab.optimizers.ppo import init_model
-    from mesalab.pipeline import load_model, load_run_config
-    from mesalab.runner import EvalSettings
+    from mesalab.diagnostics.eval_plan import EvalPlan
+    from mesalab.studies.gridworld_run import load_model, load_run_config
     from mesalab.tasks import get_task
 
     meta = load_run_config(run_dir)
     task = get_task(meta["task"])
-    settings = EvalSettings(**{k: v for k, v in meta.get("eval", {}).items() if k in EvalSettings.__dataclass_fields__})
+    settings = EvalPlan(**{k: v for k, v in meta.get("eval", {}).items() if k in EvalPlan.__dataclass_fields__})
     assert settings.episodes == 60
     con = duckdb.connect(str(run_dir / "results.duckdb"), read_only=True)
     stored = {(s, sp, o): (c, r, m) for s, sp, o, c, r, m in con.execute(

@@ -402,7 +402,7 @@ def test_time_penalty_and_statefulness_presets_plan_shape_batches():
 
 
 def test_extrapolation_settings_errors_name_the_fix():
-    from mesalab.experiments.extrapolation import settings_of
+    from mesalab.studies.extrapolation import settings_of
     from mesalab.experiments.presets import get_preset
 
     with pytest.raises(ConfigError, match="max-ticks"):
@@ -417,15 +417,13 @@ def test_extrapolation_settings_errors_name_the_fix():
 def test_statefulness_sweep_stores_categorical_dial_values_and_reports_them(tmp_path):
     """A tiny statefulness sweep in-process: MLP and GRU cells are stored and analysed by dial position, the
     recurrent cells carry compute-scaling metrics, and the report draws them."""
-    from mesalab.experiments import analyse_sweep, run_sweep
-    from mesalab.report.sweep import build_sweep_report
+    from mesalab.studies import launch
 
     out = tmp_path / "st"
     # one pinned worker process: vmapped PPO in-process on two cores can deadlock (design.md)
-    run_sweep("statefulness", [0, 1], out, "local", 1, None,
-              {"num_envs": 8, "rollout_len": 16, "num_minibatches": 2, "pool_size": 32, "total_steps": 8 * 16 * 2},
-              {"episodes": 20, "irl_levels": 0})
-    a = analyse_sweep(out)
+    a = launch("sweep", "statefulness", out, seeds=2, workers=1, episodes=20, irl_levels=0,
+               config={"num_envs": 8, "rollout_len": 16, "num_minibatches": 2, "pool_size": 32,
+                       "total_steps": 8 * 16 * 2})
     assert a.n_cells == 4 == a.n_expected
     assert sorted({r[2] for r in a.cells}) == [0.0, 1.0]
     gru_cells = [r[0] for r in a.cells if r[2] == 1.0]
@@ -434,7 +432,7 @@ def test_statefulness_sweep_stores_categorical_dial_values_and_reports_them(tmp_
     assert not any(m.startswith("test/success@ticks") for (cid, m) in a.metrics if cid not in gru_cells)
     success = next(s for s in a.series if s.metric == "test/success")
     assert [p.value for p in success.points] == ["mlp", "gru"]
-    html = build_sweep_report(out).read_text()
+    html = (out / "report.html").read_text()
     assert "Test-time compute scaling" in html
 
 

@@ -65,11 +65,10 @@ def test_ppo_learns_red_door():
 def test_runner_trains_two_seeds_in_pinned_workers(tmp_path):
     """vmapped PPO over seeds deadlocked with 2 XLA threads on CPU; the runner's pinned workers must finish."""
     code = (
-        "from mesalab.runner import train_and_evaluate, EvalSettings\n"
-        f"cfg = {SMALL!r}\n"
-        "cfg['task'] = 'red-door'\n"
-        "res = train_and_evaluate(cfg, [0, 1, 2], EvalSettings(episodes=20), workers=2)\n"
-        "import json; print(json.dumps([r.seed for r in res]))\n"
+        "from mesalab.studies import launch\n"
+        f"a = launch('run', 'red-door', {str(tmp_path / 'run')!r}, seeds=3, workers=2, episodes=20, "
+        f"config={SMALL!r}, steps={SMALL['total_steps']})\n"
+        "import json; print(json.dumps([v['seed'] for v in a.verdicts]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stderr[-2000:]

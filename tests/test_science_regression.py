@@ -22,25 +22,26 @@ STEPS = 300_000  # the demo's budget; 200k left seed 0 at 94% training success
 
 
 def _tiny_alpha_preset():
-    from mesalab.experiments.presets import Dial, EvalPlan, get_preset
+    from mesalab.experiments.presets import Dial, get_preset, sweep_eval
 
     full = get_preset("pseudo-alignment-alpha")
     return dataclasses.replace(full, name="science-alpha-red-door", base={"total_steps": STEPS},
                                panels=({"task": "red-door"},),
                                dial=Dial("train_alpha", (0.0, 0.1, 0.3), full.dial.label),
-                               eval=EvalPlan(episodes=EPISODES, irl_levels=0, bootstrap=10))
+                               eval=sweep_eval(episodes=EPISODES, irl_levels=0, bootstrap=10))
 
 
 @pytest.fixture(scope="module")
 def alpha_sweep(tmp_path_factory):
-    from mesalab.experiments import analyse_sweep, run_sweep
+    from mesalab.analysis.sweep import analyse_sweep
     from mesalab.experiments import presets
+    from mesalab.studies import launch
 
     preset = _tiny_alpha_preset()
     presets.PRESETS[preset.name] = preset  # batches carry their configs, so workers need no registration
     try:
         out = tmp_path_factory.mktemp("science") / "alpha"
-        run_sweep(preset.name, SEEDS, out, "local", 2)
+        launch("sweep", preset.name, out, seeds=len(SEEDS), workers=2)
         yield analyse_sweep(out)
     finally:
         presets.PRESETS.pop(preset.name, None)

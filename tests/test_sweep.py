@@ -52,7 +52,8 @@ def test_vmapped_data_dials_equal_separate_runs_with_those_configs():
 
 
 def test_interrupted_sweep_keeps_finished_batches_and_resumes_only_the_rest(tmp_path, monkeypatch):
-    from mesalab.experiments import backends, sweep
+    from mesalab.studies import engine, launch
+    from mesalab.studies import sweep
 
     out = tmp_path / "simplicity"
     commits = []
@@ -66,7 +67,7 @@ def test_interrupted_sweep_keeps_finished_batches_and_resumes_only_the_rest(tmp_
 
     monkeypatch.setattr(sweep, "commit_batch", commit_then_fail_on_second)
     with pytest.raises(Exception):
-        sweep.run_sweep("simplicity", [0, 1], out, workers=1, overrides=SMALL, eval_overrides=EVAL)
+        launch("sweep", "simplicity", out, seeds=2, workers=1, config=SMALL, **EVAL)
     first = read(out, "SELECT cell_id FROM cells")
     assert len(first) == 5 and commits == [5, 5]  # batch 1 kept; batch 2 rolled back entirely
     assert read(out, "SELECT count(DISTINCT cell_id) FROM cell_metrics")[0][0] == 5
@@ -74,9 +75,10 @@ def test_interrupted_sweep_keeps_finished_batches_and_resumes_only_the_rest(tmp_
 
     monkeypatch.setattr(sweep, "commit_batch", real_commit)
     ran = []
-    real_run_local = backends.run_local
-    monkeypatch.setattr(backends, "run_local", lambda todo, *a, **k: (ran.extend(todo), real_run_local(todo, *a, **k)))
-    sweep.run_sweep("simplicity", [0, 1], out, workers=1, overrides=SMALL, eval_overrides=EVAL)
+    real_run_local = engine.run_local
+    monkeypatch.setattr(engine, "run_local", lambda study, todo, *a, **k: (ran.extend(todo),
+                                                                           real_run_local(study, todo, *a, **k)))
+    launch("sweep", "simplicity", out, seeds=2, workers=1, config=SMALL, **EVAL)
     assert len(ran) == 1 and {c.seed for c in ran[0].cells} == {1}  # only the unfinished batch was trained
     cells = read(out, "SELECT cell_id FROM cells")
     assert len(cells) == 10 == len(set(cells))
@@ -85,7 +87,7 @@ def test_interrupted_sweep_keeps_finished_batches_and_resumes_only_the_rest(tmp_
     per_cell = read(out, "SELECT cell_id, count(*) FROM cell_metrics GROUP BY cell_id")
     assert len({n for _, n in per_cell}) == 1  # every cell has the complete set of metrics
     ran.clear()
-    sweep.run_sweep("simplicity", [0, 1], out, workers=1, overrides=SMALL, eval_overrides=EVAL)
+    launch("sweep", "simplicity", out, seeds=2, workers=1, config=SMALL, **EVAL)
     assert ran == [] or all(not b.cells for b in ran)  # nothing left to do
     assert len(list((out / "checkpoints").glob("*.eqx"))) == 10
 
@@ -164,12 +166,12 @@ def test_sigkilled_sweep_has_no_partial_rows_and_the_rerun_finishes_it(tmp_path)
 @pytest.mark.slow
 def test_ray_backend_gives_the_same_numbers_as_local(tmp_path):
     pytest.importorskip("ray")
-    from mesalab.experiments.sweep import run_sweep
+    from mesalab.studies import launch
 
     runs = {}
     for backend in ("local", "ray"):
         out = tmp_path / backend
-        run_sweep("simplicity", [0], out, backend=backend, workers=1, overrides=SMALL, eval_overrides=EVAL)
+        launch("sweep", "simplicity", out, seeds=1, backend=backend, workers=1, config=SMALL, **EVAL)
         runs[backend] = sorted(read(out, "SELECT cell_id, metric, value FROM cell_metrics"))
     assert len(runs["local"]) > 20
     assert runs["local"] == runs["ray"]
@@ -183,7 +185,7 @@ def test_sweep_cli_errors_are_one_line(tmp_path):
         (["sweep", "diversity", "--seeds", "0"], "--seeds must be at least 1"),
         (["sweep", "diversity", "--backend", "spark"], "unknown backend 'spark'"),
         (["sweep", "capacity", "--config", str(config)], "sets the task itself"),
-        (["sweep", "diversity", "--compare", str(tmp_path)], "--compare is for the toy-model preset only"),
+        (["sweep", "diversity", "--compare", str(tmp_path)], "--compare is not used by `mesalab sweep diversity`"),
         (["report", str(tmp_path)], "not a mesalab run folder"),
     ]
     for args, pattern in cases:
@@ -197,12 +199,12 @@ def _fake_diversity_sweep(path: Path, success_by_n: dict[int, list[float]]):
     """A diversity sweep folder whose cells hold given metrics (for the analysis and the toy model)."""
     from mesalab.experiments.plan import cells
     from mesalab.experiments.presets import get_preset
-    from mesalab.experiments.store import commit_batch, open_sweep
-    from mesalab.experiments.sweep import prepare_sweep_dir
+    from mesalab.studies.sweep import SWEEP
 
     preset = get_preset("diversity")
     n_seeds = len(next(iter(success_by_n.values())))
-    prepare_sweep_dir(preset, list(range(n_seeds)), path, {}, {})
+    folder = SWEEP.folder(path)
+    SWEEP.start(folder, {"preset": "diversity", "seeds": list(range(n_seeds)), "overrides": {}, "eval_overrides": {}})
     rows = {"cells": [], "cell_metrics": []}
     for c in cells(preset, list(range(n_seeds))):
         v = success_by_n[c.value][c.seed]
@@ -210,13 +212,11 @@ def _fake_diversity_sweep(path: Path, success_by_n: dict[int, list[float]]):
         rows["cell_metrics"] += [(c.cell_id, m, v) for m in ("test/success", "test/bits_fraction",
                                                              "test/goal_directedness", "train/success")]
         rows["cell_metrics"].append((c.cell_id, "test/bits_ceiling", 9.0))
-    con = open_sweep(path)
-    commit_batch(con, rows)
-    con.close()
+    folder.commit(rows)
 
 
 def test_analysis_and_toy_model_comparison_on_a_known_diversity_sweep(tmp_path):
-    from mesalab.experiments.sweep import analyse_sweep
+    from mesalab.analysis.sweep import analyse_sweep
 
     rising = {1: [0.1, 0.12, 0.08], 4: [0.2, 0.22, 0.18], 16: [0.3, 0.33, 0.29], 64: [0.45, 0.5, 0.4],
               256: [0.55, 0.6, 0.5], 0: [0.6, 0.62, 0.58]}
@@ -239,10 +239,10 @@ def test_analysis_and_toy_model_comparison_on_a_known_diversity_sweep(tmp_path):
 @pytest.fixture(scope="module")
 def small_sweep(tmp_path_factory):
     """A finished one-seed simplicity sweep with IRL (shared; tests change copies of it)."""
-    from mesalab.experiments.sweep import run_sweep
+    from mesalab.studies import launch
 
     out = tmp_path_factory.mktemp("sweep") / "cap"
-    run_sweep("simplicity", [0], out, workers=1, overrides=SMALL, eval_overrides={"episodes": 30, "irl_levels": 10})
+    launch("sweep", "simplicity", out, seeds=1, workers=1, config=SMALL, episodes=30, irl_levels=10)
     return out
 
 
@@ -275,7 +275,7 @@ def test_sweep_report_renders_in_headless_chromium(chromium, small_sweep, tmp_pa
 def test_pin_to_core_pins_threads_started_before_it():
     """Worker processes import JAX (unpickling their arguments) before pinning themselves; every XLA thread
     must end up on the one core, or vmapped PPO can deadlock on a 2-core CPU."""
-    code = ("import os, jax.numpy as jnp; jnp.ones(3).block_until_ready(); from mesalab.runner import pin_to_core; "
+    code = ("import os, jax.numpy as jnp; jnp.ones(3).block_until_ready(); from mesalab.studies.engine import pin_to_core; "
             "pin_to_core(0); print(sorted({tuple(os.sched_getaffinity(int(t))) for t in os.listdir('/proc/self/task')}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[(0,)]", out.stderr
@@ -285,7 +285,8 @@ def test_sweep_worker_entry_does_not_start_jax_before_pinning():
     """A spawned worker unpickles its target and a Batch (importing these modules) before it pins itself; if
     that started JAX's backend, XLA would size its thread pool for every core and can deadlock when pinned
     (this hung the first full alpha sweep)."""
-    code = ("import pickle; from jax._src import xla_bridge as xb; import mesalab.experiments.backends, "
-            "mesalab.experiments.plan, mesalab.experiments.cells, mesalab.runner; print(xb.backends_are_initialized())")
+    code = ("import pickle; from jax._src import xla_bridge as xb; import mesalab.studies.engine, "
+            "mesalab.experiments.plan, mesalab.studies.sweep, mesalab.studies.gridworld_run, mesalab.studies.icl_run, "
+            "mesalab.studies.extrapolation, mesalab.studies.ppo_batch; print(xb.backends_are_initialized())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr

@@ -8,6 +8,8 @@ statement. A :class:`Schema` is the set of tables one kind of folder's database 
 
 from __future__ import annotations
 
+import sys
+import zlib
 from collections import namedtuple
 from dataclasses import dataclass, field
 
@@ -20,7 +22,14 @@ class Table:
     row: type = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "row", namedtuple(f"{self.name}_row", [c for c, _ in self.columns]))
+        # the row class lives in this module under a name of its own, so rows pickle (they travel from workers)
+        cls_name = f"{self.name}_row_{zlib.crc32(repr(self.columns).encode()):08x}"  # same in every process
+        cls = getattr(sys.modules[__name__], cls_name, None)
+        if cls is None:
+            cls = namedtuple(cls_name, [c for c, _ in self.columns])
+            cls.__module__ = __name__
+            setattr(sys.modules[__name__], cls_name, cls)
+        object.__setattr__(self, "row", cls)
 
     @property
     def column_names(self) -> tuple[str, ...]:
