@@ -257,7 +257,7 @@ def test_compute_scaling_statistics_on_a_planted_table():
 
 
 def test_compute_scaling_cell_metrics():
-    from mesalab.experiments.cells import compute_scaling_metrics
+    from mesalab.studies.sweep import compute_scaling_metrics
 
     v = compute_scaling_metrics(2, {1: (10, 100), 2: (40, 100), 4: (55, 100)})
     assert v["test/success@ticks=2"] == 0.4

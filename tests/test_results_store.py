@@ -74,9 +74,16 @@ def test_failed_first_write_leaves_no_database_and_a_failed_rewrite_keeps_the_ol
     assert (tmp_path / store.DB_NAME).read_bytes() == before_bytes
 
 
-def test_wrong_arity_rows_fail_inside_the_transaction(run_dir):
-    """A real database error midway (the second table's rows have the wrong arity), no monkeypatching."""
+def test_a_real_database_error_midway_leaves_the_old_database(run_dir):
+    """A real database error midway (the second table's row holds text where an INTEGER goes), no monkeypatching."""
     before_bytes = (run_dir / store.DB_NAME).read_bytes()
     with pytest.raises(duckdb.Error):
+        store.replace_tables(run_dir, {"irl_weights": IRL[:1], "level_bits": [(0, "test", "base:door", "x", 1.0, 4.0)]})
+    assert (run_dir / store.DB_NAME).read_bytes() == before_bytes
+
+
+def test_wrong_arity_rows_are_refused_by_their_table_and_change_nothing(run_dir):
+    before_bytes = (run_dir / store.DB_NAME).read_bytes()
+    with pytest.raises(ValueError, match="a row of level_bits has 2 values for its 6 columns"):
         store.replace_tables(run_dir, {"irl_weights": IRL[:1], "level_bits": [(0, "x")]})
     assert (run_dir / store.DB_NAME).read_bytes() == before_bytes

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mesalab.diagnostics.icl_reference import gd_weights, ridge_weights
+from mesalab.diagnostics.icl_reference import gd_weights, gdpp_weights, ridge_weights
 
 
 class AlgorithmMatch(NamedTuple):
@@ -30,15 +30,24 @@ def _cosine(a, b):
     return jnp.mean(num / jnp.maximum(den, 1e-12))
 
 
-def compare_to_references(predict, batch, gd_lrs: dict[int, float], ridge_lam=0.0) -> list[AlgorithmMatch]:
+def gdpp_name(steps: int) -> str:
+    return f"gd++-{steps}-step"
+
+
+def compare_to_references(predict, batch, gd_lrs: dict[int, float], ridge_lam=0.0,
+                          gdpp_params: dict[int, tuple[float, float]] | None = None) -> list[AlgorithmMatch]:
     """``predict(x [N, d], y [N], x_q [d]) -> scalar`` (one sequence) against k-step GD from 0 for each
-    ``k -> learning rate`` in ``gd_lrs`` and ridge / least squares. The model's predictions and sensitivities
-    are computed once; for a linear reference the sensitivity is its weight vector."""
+    ``k -> learning rate`` in ``gd_lrs`` (``gd-k-step``), k-step GD++ for each ``k -> (learning rate, gamma)`` in
+    ``gdpp_params`` (scalars, or one per step) (``gd++-k-step``, :func:`mesalab.diagnostics.icl_reference.gdpp_weights`), and ridge / least
+    squares, in that order. The model's predictions and sensitivities are computed once; for a linear reference
+    the sensitivity is its weight vector."""
     x, y, xq, yq = batch.x, batch.y, batch.x_query, batch.y_query
     pm = jax.vmap(predict)(x, y, xq)
     sm = model_sensitivity(predict, x, y, xq)
     model_loss = float(0.5 * jnp.mean((pm - yq) ** 2))
     refs = [(f"gd-{k}-step", gd_weights(x, y, lr, k)) for k, lr in sorted(gd_lrs.items())]
+    refs += [(gdpp_name(k), gdpp_weights(x, y, jnp.asarray(lr, jnp.float32), k, jnp.asarray(g, jnp.float32)))
+             for k, (lr, g) in sorted((gdpp_params or {}).items())]
     refs.append(("least-squares" if ridge_lam == 0 else f"ridge({ridge_lam})", ridge_weights(x, y, ridge_lam)))
     out = []
     for name, w in refs:

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mesalab.eval_plan import LEVEL_SEED
 from mesalab.diagnostics.policies import Policy, as_stateful
 from mesalab.diagnostics.stats import wilson_interval
 from mesalab.tasks.grid import EnvParams, EnvState, GridEnv
@@ -128,7 +129,7 @@ def evaluate(task: Task, policy: Policy, params: EnvParams, key: jax.Array) -> E
     return Episodes(*out)
 
 
-def evaluation_levels(task: Task, split: str, n_episodes: int, seed: int = 12345) -> EnvParams:
+def evaluation_levels(task: Task, split: str, n_episodes: int, seed: int = LEVEL_SEED) -> EnvParams:
     """The fixed pool of evaluation levels of a split (same for every seed, so comparisons are paired).
     The test pool uses a different key from any training pool."""
     key = jax.random.fold_in(jax.random.key(seed), 0 if split == "train" else 1)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mesalab.eval_plan import ICL_EVAL_SEED
+
 OOD_SCALES = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
 
 
@@ -24,7 +26,7 @@ def tuned_lr(steps: int, batch) -> float:
     return float(grid[int(np.nanargmin(losses))])
 
 
-def analyse_model(model, config, n_eval: int = 10_000, seed: int = 12345, ood: bool = True) -> dict:
+def analyse_model(model, config, n_eval: int = 10_000, seed: int = ICL_EVAL_SEED, ood: bool = True) -> dict:
     """Algorithm match of the whole model and of each layer's read-out, plus out-of-distribution curves (left
     out when ``ood`` is false)."""
     import jax
@@ -83,7 +85,7 @@ def mesa_objective_sentence(best: dict, lr: float) -> str:
             f"{best['prediction_mse']:.4f}). Implied mesa-objective: {objective}, optimized in the forward pass by {how}.")
 
 
-def icl_cell_measurement(model, config, n_eval: int = 10_000, seed: int = 12345) -> tuple[dict, list[tuple]]:
+def icl_cell_measurement(model, config, n_eval: int = 10_000, seed: int = ICL_EVAL_SEED) -> tuple[dict, list[tuple]]:
     """The measurement of one ICL sweep cell: ``(metrics, matches)``. ``matches``: (layer, reference,
     reference_loss, model_loss, prediction_mse, sensitivity_cosine) for the read-out after every layer;
     ``metrics``: ``match/REF/sensitivity_cosine`` and ``match/REF/prediction_mse`` of the final layer against every

@@ -39,11 +39,15 @@ def cell_id(panel: str, dial: str, value, seed: int) -> str:
 
 
 def cell_config_class(preset: Preset):
-    """The config class of one cell of ``preset``: PPOConfig or ICLConfig."""
+    """The config class of one cell of ``preset``: PPOConfig, ICLConfig or ThinkingConfig."""
     if preset.cell == "icl":
         from mesalab.optimizers.supervised import ICLConfig
 
         return ICLConfig
+    if preset.cell == "maze-path":
+        from mesalab.optimizers.thinking import ThinkingConfig
+
+        return ThinkingConfig
     from mesalab.optimizers import PPOConfig
 
     return PPOConfig

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from mesalab.errors import ConfigError
 from mesalab.data_dials import PPO_DATA_DIALS
-from mesalab.diagnostics.eval_plan import EvalPlan
+from mesalab.eval_plan import EvalPlan
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ class Preset:
     plots: tuple[tuple[str, str], ...]  # (metric, label) drawn along the dial, hypotheses' metrics first
     eval: EvalPlan = field(default_factory=sweep_eval)
     default_seeds: int = 5
-    cell: str = "ppo"  # what one cell trains: "ppo" (a PPOConfig) or "icl" (an ICLConfig)
+    cell: str = "ppo"  # what one cell trains: "ppo" (a PPOConfig), "icl" (an ICLConfig) or "maze-path" (ThinkingConfig)
+    cell_test: tuple = ()  # maze-path cells: (("sizes", (9, 13)), ("max_ticks", 60), ("mazes", 50)), how they are tested
 
     def panel_task(self, panel: dict) -> str:
         """The task every cell of ``panel`` trains on."""

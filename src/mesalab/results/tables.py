@@ -125,7 +125,7 @@ CELL_MATCHES = _t("cell_matches", "cell_id VARCHAR, layer INTEGER, reference VAR
                   "model_loss DOUBLE, prediction_mse DOUBLE, sensitivity_cosine DOUBLE")
 SWEEP_SCHEMA = Schema("sweep", (CELLS, CELL_METRICS, CELL_CURVES, CELL_TRAJECTORIES, SWEEP_LEVELS))
 # a sweep of ICL cells also keeps every cell's algorithm-match table
-ICL_SWEEP_SCHEMA = Schema("icl-sweep", (*SWEEP_SCHEMA.tables, CELL_MATCHES))
+ICL_SWEEP_SCHEMA = Schema("sweep", (*SWEEP_SCHEMA.tables, CELL_MATCHES))
 
 # -- maze-path size extrapolation (cells of the sweep schema, plus accuracy per size and tick) ------------------
 THINKING_ACCURACY = _t("thinking_accuracy", "cell_id VARCHAR, size INTEGER, ticks INTEGER, accuracy DOUBLE, "

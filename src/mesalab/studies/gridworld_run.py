@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from mesalab.diagnostics.eval_plan import EvalPlan
+from mesalab.eval_plan import EvalPlan
 from mesalab.errors import ConfigError, CorruptRunError
 from mesalab.results.folder import RunFolder, folder_meta
 from mesalab.results.store import dumps

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from mesalab.diagnostics.eval_plan import EvalPlan
+from mesalab.eval_plan import EvalPlan
 
 RECURRENT_TEST_TICKS = (1, 2, 4, 8, 16)  # a recurrent model of a run is also tested at these ticks per step
 

@@ -2,7 +2,8 @@
 commits each finished batch, resumes a previous run of the same command in the same folder, then tests each
 hypothesis for a trend along the dial (:mod:`mesalab.analysis.sweep`).
 
-A cell trains one PPO model (``Preset.cell == "ppo"``) or one in-context regression transformer (``"icl"``).
+A cell trains one PPO model (``Preset.cell == "ppo"``), one in-context regression transformer (``"icl"``) or one
+maze-path recall network (``"maze-path"``).
 
 Sweep folder::
 
@@ -29,6 +30,10 @@ PPO cell metrics (all honest per-cell numbers; the sweep statistics are over see
 ICL cell metrics: ``match/REF/sensitivity_cosine`` and ``match/REF/prediction_mse`` of the final layer's
 read-out against every reference algorithm REF, ``best/effective_steps`` (see
 :mod:`mesalab.diagnostics.icl_depth`) and ``train/final_loss``; every layer's matches go to ``cell_matches``.
+
+Maze-path cell metrics (a recall network, ``Preset.cell_test`` giving the test sizes, ticks and mazes):
+``test/accuracy@size=S``, ``test/best_accuracy@size=S``, ``test/compute_gain@size=S`` and
+``train/accuracy_final`` (see :func:`measure_maze_path_batch`).
 
 ``split`` is ``train`` (levels from the training distribution, unseen ones when N is finite) or ``test``.
 """
@@ -84,14 +89,14 @@ class Sweep(Study):
         from mesalab.studies.settings import ppo_overrides, supervised_overrides
 
         preset = PRESETS[name]
-        if preset.cell == "icl":
-            from mesalab.optimizers.supervised import ICLConfig
+        if preset.cell != "ppo":
+            from mesalab.experiments.plan import cell_config_class
 
             for opt in ("episodes", "irl_levels"):
                 if getattr(options, opt) is not None:
                     raise ConfigError(f"--{opt.replace('_', '-')} is not used by `mesalab sweep {name}` (its cells are "
-                                      f"tested on fresh sequences); drop it")
-            overrides = supervised_overrides(ICLConfig, options.config, options.steps)
+                                      f"tested on fresh {'sequences' if preset.cell == 'icl' else 'mazes'}); drop it")
+            overrides = supervised_overrides(cell_config_class(preset), options.config, options.steps)
         else:
             episodes = options.episodes or preset.eval.episodes
             if options.irl_levels is not None and options.irl_levels > episodes:
@@ -156,14 +161,17 @@ class Sweep(Study):
         preset = self.configured(settings)
         out = []
         for b in P.batches(preset, settings["seeds"], done):
-            units = b.config["steps"] if preset.cell == "icl" else _num_updates(b.config)
+            units = _num_updates(b.config) if preset.cell == "ppo" else b.config["steps"] * len(b.cells)
             out.append(Batch(b.batch_id, b.cells, {"batch": b, "eval": preset.eval, "cell": preset.cell,
-                                                   "dial": preset.dial, "versions": settings.get("versions")}, units))
+                                                   "cell_test": dict(preset.cell_test), "dial": preset.dial,
+                                                   "versions": settings.get("versions")}, units))
         return out
 
     def measure(self, batch: Batch, progress=None) -> list[CellResult]:
         if batch.spec["cell"] == "icl":
             return measure_icl_batch(batch.spec["batch"], progress)
+        if batch.spec["cell"] == "maze-path":
+            return measure_maze_path_batch(batch.spec["batch"], batch.spec["cell_test"], progress)
         return measure_ppo_batch(batch.spec["batch"], batch.spec["eval"], progress)
 
     def commit(self, folder: RunFolder, batch: Batch, results: list[CellResult]) -> None:
@@ -220,13 +228,16 @@ def _num_updates(config: dict) -> int:
 
 
 def _rebuild(cell: str, config: dict, leaves: list):
-    if cell == "icl":
+    if cell in ("icl", "maze-path"):
         import equinox as eqx
         import jax
 
-        from mesalab.optimizers.supervised import ICLConfig, init_model
+        if cell == "icl":
+            from mesalab.optimizers.supervised import ICLConfig as Config, init_model
+        else:
+            from mesalab.optimizers.thinking import ThinkingConfig as Config, init_model
 
-        params, static = eqx.partition(init_model(ICLConfig(**config), jax.random.key(0)), eqx.is_array)
+        params, static = eqx.partition(init_model(Config(**config), jax.random.key(0)), eqx.is_array)
         return eqx.combine(jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), leaves), static)
     from mesalab.optimizers import PPOConfig
     from mesalab.studies.ppo_batch import rebuild_model
@@ -348,6 +359,38 @@ def measure_icl_batch(batch: P.Batch, progress=None) -> list[CellResult]:
         out.append(CellResult(cell.cell_id, metrics, [], [], model_leaves(model), time.time() - t0, matches))
         if progress:
             progress((i + 1) * config.steps)
+    return out
+
+
+def measure_maze_path_batch(batch: P.Batch, test: dict, progress=None) -> list[CellResult]:
+    """Train each maze-path cell of a batch (a recall network, seed by seed) and measure its exact accuracy on
+    fresh mazes of each test size after every tick: ``test/accuracy@size=S`` (at the training ticks),
+    ``test/best_accuracy@size=S`` (at the best tick count, chosen on the same mazes) and
+    ``test/compute_gain@size=S`` (their paired difference)."""
+    import jax
+
+    from mesalab.diagnostics.compute_scaling import maze_path_compute_scaling
+    from mesalab.optimizers.thinking import ThinkingConfig, make_train
+    from mesalab.studies.ppo_batch import model_leaves
+
+    out = []
+    for i, cell in enumerate(batch.cells):
+        t0 = time.time()
+        config = ThinkingConfig.from_dict(cell.config)
+        done = i * config.steps
+        model, metrics = make_train(config, None if progress is None else (lambda s, n: progress(done + s)))(
+            jax.random.PRNGKey(cell.seed))
+        cs = maze_path_compute_scaling(model, jax.random.PRNGKey(10_000 + cell.seed), test.get("sizes", (config.size,)),
+                                       max(int(test.get("max_ticks", 2 * config.ticks)), config.ticks),
+                                       int(test.get("mazes", 100)), trained_size=config.size)
+        values = {}
+        for r in cs.summary():
+            values[f"test/accuracy@size={r['size']}"] = float(r["accuracy_at_trained_ticks"])
+            values[f"test/best_accuracy@size={r['size']}"] = float(r["accuracy_at_best_ticks"])
+            values[f"test/compute_gain@size={r['size']}"] = float(r["gain"])
+        values["train/accuracy_final"] = float(metrics["train_accuracy"][-1])
+        curve = [(int(s), int(s) * config.batch, float(a)) for s, a in zip(metrics["eval_step"], metrics["train_accuracy"])]
+        out.append(CellResult(cell.cell_id, values, curve, [], model_leaves(model), time.time() - t0))
     return out
 
 

@@ -1,4 +1,5 @@
-"""How trained models are evaluated: one settings object for runs and sweeps alike.
+"""How trained models are evaluated: one settings object for runs and sweeps alike. (A top-level module with no
+imports: worker processes import it before they pin themselves to a core, so it must not start JAX.)
 
 ``LEVEL_SEED`` seeds the evaluation level pools, shared by every seed and cell of every study (so comparisons
 across seeds and along a dial are paired on the same levels).
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LEVEL_SEED = 12345
+ICL_EVAL_SEED = 12345  # held-out in-context regression sequences of the ICL algorithm match (tuning: it, test: it + 1)
 
 
 @dataclass(frozen=True)
