@@ -225,7 +225,7 @@ def test_loaded_checkpoints_reproduce_the_runs_stored_evaluation(run_dir, tmp_pa
     from mesalab.errors import CorruptRunError
     from mesalab.optimizers import PPOConfig
     from mesalab.optimizers.ppo import init_model
-    from mesalab.diagnostics.eval_plan import EvalPlan
+    from mesalab.eval_plan import EvalPlan
     from mesalab.studies.gridworld_run import load_model, load_run_config
     from mesalab.tasks import get_task
 
