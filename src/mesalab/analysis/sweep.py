@@ -11,7 +11,7 @@ import numpy as np
 
 from mesalab.errors import ConfigError, CorruptRunError
 from mesalab.experiments import stats
-from mesalab.experiments.presets import configured_preset
+from mesalab.experiments.presets import Preset, configured_preset
 from mesalab.results.folder import RunFolder
 from mesalab.results.tables import ICL_SWEEP_SCHEMA
 

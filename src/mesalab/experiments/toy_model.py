@@ -24,7 +24,6 @@ reports the residual, so the comparison is explicit about having two free parame
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np

@@ -155,6 +155,66 @@ class Study:
         raise NotImplementedError
 
 
+class SeedRun(Study):
+    """A study whose cells are seeds of one config (``mesalab run``): ``config.json`` holds its kind, task,
+    ``resume_keys`` settings and seeds; the ``runs`` table has one row per finished seed. A folder holding a run
+    of the same task and settings is resumed (its missing seeds are trained); anything else is refused."""
+
+    command = "run"
+    cell_table, cell_key = "runs", "seed"
+    resume_keys: tuple[str, ...] = ()  # the settings that must match to resume (and that config.json records)
+
+    def check_folder(self, folder: RunFolder, settings: dict) -> None:
+        from mesalab.errors import CorruptRunError
+
+        meta = folder_meta(folder.path)
+        if (folder.path / "sweep.json").exists():
+            raise ConfigError(f"{folder.path} holds a sweep, not a run; pass a new --out folder")
+        if meta is None:
+            if folder.has_results():
+                raise ConfigError(f"{folder.path} holds results without a config; pass a new --out folder")
+            return
+        if meta.get("kind", "run") != self.kind or meta.get("task") != settings["task"]:
+            raise ConfigError(f"{folder.path} already holds a finished run of {meta.get('task')!r}; pass a new --out folder")
+        if any(meta.get(k) != settings[k] for k in self.resume_keys):
+            raise ConfigError(f"{folder.path} holds a run of {settings['task']} with other settings; repeat its options to "
+                              "resume it, or pass a new --out folder")
+        try:
+            done = folder.finished()
+        except CorruptRunError:
+            raise ConfigError(f"{folder.path} holds a run whose results cannot be read; pass a new --out folder") from None
+        if set(settings["seeds"]) <= done:
+            raise ConfigError(f"{folder.path} already holds a finished run of these seeds; pass a new --out folder")
+
+    def start(self, folder: RunFolder, settings: dict) -> dict:
+        from mesalab.results.provenance import now, versions
+
+        folder.create()
+        if folder.has_meta():
+            meta = folder.read_meta()
+            meta["seeds"] = sorted(set(meta["seeds"]) | set(settings["seeds"]))
+            meta.setdefault("resumed", []).append(now())
+        else:
+            meta = {"kind": self.kind, "task": settings["task"], **{k: settings[k] for k in self.resume_keys},
+                    "seeds": list(settings["seeds"]), "versions": versions(), "created": now()}
+        folder.write_meta(meta)
+        settings["created"], settings["versions"] = meta["created"], meta["versions"]
+        return meta
+
+
+def check_sweep_folder(folder: RunFolder, kind: str, name: str) -> dict | None:
+    """The config of a sweep folder of ``kind`` (``None`` for a new folder); one-line errors for a folder that
+    holds a run or another kind of sweep."""
+    meta = folder_meta(folder.path)
+    if meta is None or not (folder.path / "sweep.json").exists():
+        if meta is not None or (folder.path / "results.duckdb").exists():
+            raise ConfigError(f"{folder.path} holds a run, not a sweep; pass a new --out folder")
+        return None
+    if meta.get("kind") != kind:
+        raise ConfigError(f"{folder.path} holds {describe(meta)}, not of {name!r}; pass a new --out folder")
+    return meta
+
+
 def describe(meta: dict) -> str:
     """How a folder's config reads in an error message: ``a sweep of 'diversity'``, ``a run``..."""
     kind = meta.get("kind")

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 from mesalab.errors import ConfigError
-from mesalab.results.folder import RunFolder, folder_meta
+from mesalab.results.folder import RunFolder
 from mesalab.results.tables import CELL_CURVES, CELLS, EXTRAPOLATION_SCHEMA, THINKING_ACCURACY, THINKING_SUMMARY
 from mesalab.studies import register
-from mesalab.studies.contract import Listing, Options, Study, describe
+from mesalab.studies.contract import Listing, Options, Study, check_sweep_folder
 from mesalab.studies.engine import Batch
 
 PRESET = "extrapolation"
@@ -83,13 +83,9 @@ class Extrapolation(Study):
     def check_folder(self, folder: RunFolder, settings: dict) -> None:
         from mesalab.optimizers.thinking import stored_config
 
-        meta = folder_meta(folder.path)
-        if meta is None or not (folder.path / "sweep.json").exists():
-            if meta is not None or (folder.path / "results.duckdb").exists():
-                raise ConfigError(f"{folder.path} holds a run, not a sweep; pass a new --out folder")
+        meta = check_sweep_folder(folder, PRESET, PRESET)
+        if meta is None:
             return
-        if meta.get("kind") != PRESET:
-            raise ConfigError(f"{folder.path} holds {describe(meta)}, not of {PRESET!r}; pass a new --out folder")
         # Compare resolved configs: a folder written before a config key existed resumes if it was trained as the
         # requested config would be (the key's value then was what ADDED_KEYS_AS_BEFORE records).
         old = dict(meta, config=stored_config(meta.get("config") or {}).to_dict())

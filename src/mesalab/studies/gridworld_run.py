@@ -30,7 +30,7 @@ from mesalab.results.tables import (BEHAVIORAL_OBJECTIVES, CANDIDATE_LIKELIHOODS
                                     EVALUATIONS, IRL_WEIGHTS, LEVEL_BITS, OBJECTIVE_TABLES, OPTIMIZATION_POWER,
                                     OUTCOMES, RUN_LEVELS, RUN_SCHEMA, RUNS, TRAINING_CURVES, TRAJECTORIES, VERDICTS)
 from mesalab.studies import register
-from mesalab.studies.contract import Listing, Options, Study
+from mesalab.studies.contract import Listing, Options, SeedRun
 from mesalab.studies.engine import Batch, default_workers
 from mesalab.studies.settings import ppo_config
 
@@ -38,12 +38,11 @@ N_DRAWN_LEVELS = 4
 MAX_SEED_EPISODES = 200_000  # seeds x episodes, evaluated together
 
 
-class GridworldRun(Study):
+class GridworldRun(SeedRun):
     kind = "run"
-    command = "run"
+    resume_keys = ("ppo", "eval")
     options = frozenset({"seeds", "first_seed", "steps", "config", "episodes", "workers"})
     schema = RUN_SCHEMA
-    cell_table, cell_key = "runs", "seed"
     missing = "the run did not finish; rerun `mesalab run` with the same options to resume it"
     corrupt = "rerun `mesalab run` with a new --out"
 
@@ -75,41 +74,6 @@ class GridworldRun(Study):
         n = default_workers(len(s["seeds"])) if s["workers"] is None else s["workers"]
         return (f"[bold]mesalab run {s['task']}[/]: {len(s['seeds'])} seed(s) x {cfg.num_updates * cfg.steps_per_update:,} "
                 f"steps, {s['eval']['episodes']} test episodes per seed, {max(n, 1)} worker(s)")
-
-    def check_folder(self, folder: RunFolder, settings: dict) -> None:
-        meta = folder_meta(folder.path)
-        if (folder.path / "sweep.json").exists():
-            raise ConfigError(f"{folder.path} holds a sweep, not a run; pass a new --out folder")
-        if meta is None:
-            if folder.has_results():
-                raise ConfigError(f"{folder.path} holds results without a config; pass a new --out folder")
-            return
-        if meta.get("kind", "run") != "run" or meta.get("task") != settings["task"]:
-            raise ConfigError(f"{folder.path} already holds a finished run of {meta.get('task')!r}; pass a new --out folder")
-        if (meta.get("ppo"), meta.get("eval")) != (settings["ppo"], settings["eval"]):
-            raise ConfigError(f"{folder.path} holds a run with other settings; repeat its options to resume it, or "
-                              "pass a new --out folder")
-        try:
-            done = folder.finished()
-        except CorruptRunError:
-            raise ConfigError(f"{folder.path} holds a run whose results cannot be read; pass a new --out folder") from None
-        if set(settings["seeds"]) <= done:
-            raise ConfigError(f"{folder.path} already holds a finished run of these seeds; pass a new --out folder")
-
-    def start(self, folder: RunFolder, settings: dict) -> dict:
-        from mesalab.results.provenance import now, versions
-
-        folder.create()
-        if folder.has_meta():
-            meta = folder.read_meta()
-            meta["seeds"] = sorted(set(meta["seeds"]) | set(settings["seeds"]))
-            meta.setdefault("resumed", []).append(now())
-        else:
-            meta = {"kind": "run", "task": settings["task"], "ppo": settings["ppo"], "seeds": list(settings["seeds"]),
-                    "eval": settings["eval"], "versions": versions(), "created": now()}
-        folder.write_meta(meta)
-        settings["created"], settings["versions"] = meta["created"], meta["versions"]
-        return meta
 
     def plan(self, settings: dict, done: set) -> list[Batch]:
         from mesalab.optimizers import PPOConfig

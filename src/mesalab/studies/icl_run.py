@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mesalab.errors import ConfigError, CorruptRunError, TrainingDivergedError
-from mesalab.results.folder import RunFolder, folder_meta
+from mesalab.errors import TrainingDivergedError
+from mesalab.results.folder import RunFolder
 from mesalab.results.store import dumps
 from mesalab.results.tables import ICL_LEARNING_RATES, ICL_MATCHES, ICL_OOD, ICL_RUNS, ICL_SCHEMA, ICL_TRAINING
 from mesalab.studies import register
-from mesalab.studies.contract import Listing, Options, Study
+from mesalab.studies.contract import Listing, Options, SeedRun
 from mesalab.studies.engine import Batch
 
 
@@ -44,13 +44,12 @@ def train_icl_seed(config, seed: int):
     return model, loss
 
 
-class ICLRun(Study):
+class ICLRun(SeedRun):
     kind = "icl"
-    command = "run"
+    resume_keys = ("icl",)
     options = frozenset({"seeds", "first_seed", "steps", "config"})
     schema = ICL_SCHEMA
     config_what = "ICLConfig"
-    cell_table, cell_key = "runs", "seed"
     missing = "the run did not finish; rerun `mesalab run icl-gd` with the same options to resume it"
     corrupt = "rerun `mesalab run icl-gd` with a new --out"
 
@@ -65,47 +64,12 @@ class ICLRun(Study):
 
         cfg = ICLConfig.from_dict(supervised_overrides(ICLConfig, options.config, options.steps)).validate()
         seeds = 4 if options.seeds is None else options.seeds
-        return {"name": name, "icl": cfg.to_dict(), "seeds": list(range(options.first_seed, options.first_seed + seeds))}
+        return {"name": name, "task": "icl-gd", "icl": cfg.to_dict(), "seeds": list(range(options.first_seed, options.first_seed + seeds))}
 
     def header(self, s: dict) -> str:
         c = s["icl"]
         return (f"[bold]mesalab run icl-gd[/]: {len(s['seeds'])} seed(s) x {c['steps']} Adam steps, {c['layers']} "
                 f"layer(s), {'softmax' if c['softmax'] else 'linear'} attention")
-
-    def check_folder(self, folder: RunFolder, settings: dict) -> None:
-        meta = folder_meta(folder.path)
-        if (folder.path / "sweep.json").exists():
-            raise ConfigError(f"{folder.path} holds a sweep, not a run; pass a new --out folder")
-        if meta is None:
-            if folder.has_results():
-                raise ConfigError(f"{folder.path} holds results without a config; pass a new --out folder")
-            return
-        if meta.get("kind") != "icl":
-            raise ConfigError(f"{folder.path} already holds a finished run of {meta.get('task')!r}; pass a new --out folder")
-        if meta.get("icl") != settings["icl"]:
-            raise ConfigError(f"{folder.path} holds an icl-gd run with other settings; repeat its options to resume "
-                              "it, or pass a new --out folder")
-        try:
-            done = folder.finished()
-        except CorruptRunError:
-            raise ConfigError(f"{folder.path} holds a run whose results cannot be read; pass a new --out folder") from None
-        if set(settings["seeds"]) <= done:
-            raise ConfigError(f"{folder.path} already holds a finished run of these seeds; pass a new --out folder")
-
-    def start(self, folder: RunFolder, settings: dict) -> dict:
-        from mesalab.results.provenance import now, versions
-
-        folder.create()
-        if folder.has_meta():
-            meta = folder.read_meta()
-            meta["seeds"] = sorted(set(meta["seeds"]) | set(settings["seeds"]))
-            meta.setdefault("resumed", []).append(now())
-        else:
-            meta = {"kind": "icl", "task": "icl-gd", "icl": settings["icl"], "seeds": list(settings["seeds"]),
-                    "versions": versions(), "created": now()}
-        folder.write_meta(meta)
-        settings["created"], settings["versions"] = meta["created"], meta["versions"]
-        return meta
 
     def plan(self, settings: dict, done: set) -> list[Batch]:
         spec = {k: settings.get(k) for k in ("icl", "created", "versions")}

@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from mesalab.errors import ConfigError
-from mesalab.results.folder import RunFolder, folder_meta
+from mesalab.results.folder import RunFolder
 from mesalab.results.tables import TOY_SCHEMA
 from mesalab.studies import register
-from mesalab.studies.contract import Listing, Options, Study, describe
+from mesalab.studies.contract import Listing, Options, Study, check_sweep_folder
 from mesalab.studies.engine import Batch
 
 NAME = "toy-model"
@@ -51,13 +51,7 @@ class ToyModel(Study):
         return f"[bold]mesalab sweep toy-model[/]{'' if s['compare'] is None else ': compared with ' + s['compare']}"
 
     def check_folder(self, folder: RunFolder, settings: dict) -> None:
-        meta = folder_meta(folder.path)
-        if meta is None or not (folder.path / "sweep.json").exists():
-            if meta is not None or (folder.path / "results.duckdb").exists():
-                raise ConfigError(f"{folder.path} holds a run, not a sweep; pass a new --out folder")
-            return
-        if meta.get("kind") != NAME:
-            raise ConfigError(f"{folder.path} holds {describe(meta)}, not of {NAME!r}; pass a new --out folder")
+        check_sweep_folder(folder, NAME, NAME)  # the same kind is recomputed in place (it is analytic)
 
     def start(self, folder: RunFolder, settings: dict) -> dict:
         folder.create()
