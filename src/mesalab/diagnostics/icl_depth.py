@@ -210,7 +210,7 @@ def _describe(b: DepthBest) -> str:
     cos = _interval(b.cosine_mean, b.cosine_low, b.cosine_high, b.n_seeds)
     if not b.is_match:
         return (f"depth {b.depth}: no reference matches (best: {b.reference}, sensitivity cosine {cos} < "
-                f"{MATCH_COSINE}; {b.matched}/{b.n_seeds} seeds reach it with their own best)")
+                f"{MATCH_COSINE}; {b.matched}/{b.n_seeds} seeds match any reference)")
     return (f"depth {b.depth}: {b.reference} (sensitivity cosine {cos}, prediction MSE {b.mse_mean:.4f}; best for "
             f"{b.agree}/{b.n_seeds} seeds)")
 

@@ -82,9 +82,12 @@ def gdpp_weights(x, y, lr, steps: int, gamma) -> jax.Array:
     """``[B, d]``: the weight vector of ``steps`` GD++ steps (module notes above); ``lr`` and ``gamma`` are scalars
     or ``[steps]`` arrays (one per step / layer, the paper's non-recurrent variant).
 
-    Token picture -> weights: with current context inputs ``X_l = X M_l^T`` the label slots hold the residuals
-    ``r_l = y - X w_l`` and the query slot ``-w_l.x_q``; the layer adds ``lr/N r_l^T X_l M_l x`` to every label
-    slot, i.e. ``w_{l+1} = w_l + lr/N M_l^T M_l X^T r_l``, and transforms ``M_{l+1} = (I - gamma X_l^T X_l / N) M_l``.
+    Token picture -> weights: at layer l the inputs are ``M_l x`` (context rows ``X_l = X M_l^T``), the context
+    label slots hold the residuals ``r_l = y - X w_l`` and the query slot ``-w_l.x_q``; the layer subtracts
+    ``lr/N sum_i r_{l,i} (M_l x_i).(M_l x_j)`` from the label slot of every token j, i.e.
+    ``w_{l+1} = w_l + lr/N M_l^T M_l X^T r_l``, and sets ``M_{l+1} = (I - gamma X_l^T X_l / N) M_l``. (The paper
+    reads the prediction as minus the query's label slot; ``models.transformer.ICLTransformer`` reads the slot
+    itself.)
     """
     b, n, d = x.shape
     lrs = jnp.broadcast_to(jnp.asarray(lr, x.dtype), (steps,))
