@@ -56,6 +56,7 @@ class SweepAnalysis:
     matches: list = field(default_factory=list)  # ICL cells: cell_matches rows (dicts)
     sentences: list = field(default_factory=list)  # extra statements of the preset (e.g. the icl-depth verdict)
     extra_tables: list = field(default_factory=list)  # extra report tables: {"title", "header", "rows"}
+    depth_verdict: object = None  # icl-depth presets: diagnostics.icl_depth.DepthVerdict
 
 
 def _expand(metric: str, task_name: str) -> list[str]:
@@ -64,6 +65,42 @@ def _expand(metric: str, task_name: str) -> list[str]:
     from mesalab.tasks import get_task
 
     return [metric.replace("{proxy}", p.name) for p in get_task(task_name).proxies]
+
+
+def depth_reading(cell_rows: list, matches: list[dict], values: dict) -> dict:
+    """The icl-depth verdict (:func:`mesalab.diagnostics.icl_depth.depth_verdict`) over the finished cells: its
+    sentence (and which cells diverged in training), and per depth a table of every reference's match with the
+    final layer's read-out, mean [95% bootstrap CI] over seeds."""
+    from mesalab.diagnostics.icl_depth import depth_verdict
+
+    cell = {r[0]: (int(json.loads(r[4])["layers"]), int(r[3])) for r in cell_rows}
+    tables: dict = {}
+    for m in matches:
+        depth, seed = cell[m["cell_id"]]
+        if m["layer"] == depth:
+            tables.setdefault(seed, {}).setdefault(depth, []).append(
+                {"name": m["reference"], "sensitivity_cosine": m["sensitivity_cosine"],
+                 "prediction_mse": m["prediction_mse"]})
+    v = depth_verdict(tables)
+    sentences = [v.sentence]
+    diverged = sorted(cell[c] for c, (d, s) in cell.items() if values.get((c, "train/diverged")) == 1.0)
+    if diverged:
+        by_depth: dict = {}
+        for d, s in diverged:
+            by_depth.setdefault(d, []).append(s)
+        sentences.append("Diverged in training (final loss above the initial one; their matches say nothing about the "
+                         "algorithm): " + "; ".join(f"depth {d}: seed(s) {', '.join(map(str, ss))}"
+                                                     for d, ss in sorted(by_depth.items())) + ".")
+    rows = []
+    for c in v.cells:
+        ci = (f"{c.cosine_mean:.4f} [{c.cosine_low:.4f}, {c.cosine_high:.4f}]" if c.n_seeds > 1
+              else f"{c.cosine_mean:.4f}")
+        mse = f"{c.mse_mean:.4f} [{c.mse_low:.4f}, {c.mse_high:.4f}]" if c.n_seeds > 1 else f"{c.mse_mean:.4f}"
+        rows.append([str(c.depth), c.reference, ci, mse, str(c.n_seeds)])
+    table = {"title": "Which algorithm the last layer's read-out implements, per depth (mean [95% bootstrap CI] "
+                      "over seeds)", "header": ["reference", "sensitivity cosine", "prediction MSE", "seeds"],
+             "rows": rows}
+    return {"sentences": sentences, "extra_tables": [table], "depth_verdict": v}
 
 
 def sweep_folder(path) -> RunFolder:
@@ -132,5 +169,7 @@ def analyse_sweep(sweep_dir) -> SweepAnalysis:
                                      "FROM levels")
     else:
         extra["matches"] = folder.tables("cell_matches", order={"cell_matches": "cell_id, layer, reference"})["cell_matches"]
+        if preset.cell == "icl" and preset.dial.name == "layers" and extra["matches"]:
+            extra.update(depth_reading(cell_rows, extra["matches"], values))
     return SweepAnalysis(preset, meta, len(cell_rows), n_expected, series, verdicts,
                          float(sum(r[5] for r in cell_rows)), cell_rows, values, path=sweep_dir, **extra)

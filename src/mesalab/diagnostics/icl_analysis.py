@@ -79,24 +79,38 @@ def mesa_objective_sentence(best: dict, lr: float) -> str:
     if name.startswith("gd-"):
         k = name.split("-")[1]
         how = f"{k} step(s) of gradient descent from w = 0" + (f" (learning rate {lr:.3f})" if k == "1" else "")
+    elif name.startswith("gd++-"):
+        k = name.split("-")[1]
+        how = (f"{k} step(s) of GD++ from w = 0 (gradient descent whose inputs are transformed by I - gamma X^T X / N "
+               "at every step, a curvature correction; von Oswald et al. 2023)")
     else:
         how = "its exact minimiser"
     return (f"Best match: {name} (sensitivity cosine {best['sensitivity_cosine']:.4f}, prediction MSE "
             f"{best['prediction_mse']:.4f}). Implied mesa-objective: {objective}, optimized in the forward pass by {how}.")
 
 
-def icl_cell_measurement(model, config, n_eval: int = 10_000, seed: int = ICL_EVAL_SEED) -> tuple[dict, list[tuple]]:
-    """The measurement of one ICL sweep cell: ``(metrics, matches)``. ``matches``: (layer, reference,
-    reference_loss, model_loss, prediction_mse, sensitivity_cosine) for the read-out after every layer;
-    ``metrics``: ``match/REF/sensitivity_cosine`` and ``match/REF/prediction_mse`` of the final layer against every
-    reference, and the final layer's ``model_loss``."""
-    a = analyse_model(model, config, n_eval, seed, ood=False)
+def icl_cell_measurement(model, config, n_eval: int = 4000, seed: int = ICL_EVAL_SEED) -> tuple[dict, list[tuple]]:
+    """The measurement of one ICL sweep cell against the depth reference set (k-step GD for k = 1..L+1, k-step
+    GD++ for k = 2..L, least squares; :func:`mesalab.diagnostics.icl_depth.depth_matches`): ``(metrics, matches)``.
+    ``matches``: (layer, reference, reference_loss, model_loss, prediction_mse, sensitivity_cosine) for the
+    read-out after every layer. ``metrics``: ``match/REF/sensitivity_cosine`` and ``match/REF/prediction_mse`` of
+    the final layer against every reference, ``test/model_loss``, ``best/sensitivity_cosine`` (the final layer's
+    best reference) and, only when that reference matches (cosine >= MATCH_COSINE), ``best/effective_steps``
+    (:func:`~mesalab.diagnostics.icl_depth.reference_steps`: no algorithm is identified otherwise)."""
+    from mesalab.diagnostics.icl_depth import depth_matches, reference_steps
+
+    rows, _ = depth_matches(model, config, n_eval, seed)
     matches = [(m["layer"], m["name"], m["test_loss"], m["model_test_loss"], m["prediction_mse"],
-                m["sensitivity_cosine"]) for m in a["matches"]]
-    final = [m for m in a["matches"] if m["layer"] == config.layers]
+                m["sensitivity_cosine"]) for m in rows]
+    final = [m for m in rows if m["layer"] == config.layers]
     metrics = {}
     for m in final:
         metrics[f"match/{m['name']}/sensitivity_cosine"] = float(m["sensitivity_cosine"])
         metrics[f"match/{m['name']}/prediction_mse"] = float(m["prediction_mse"])
     metrics["test/model_loss"] = float(final[0]["model_test_loss"]) if final else float("nan")
+    if final:
+        best = max(final, key=lambda m: m["sensitivity_cosine"])
+        metrics["best/sensitivity_cosine"] = float(best["sensitivity_cosine"])
+        if best["sensitivity_cosine"] >= MATCH_COSINE:
+            metrics["best/effective_steps"] = float(reference_steps(best["name"]))
     return metrics, matches

@@ -224,6 +224,29 @@ _register(Preset(
     eval=sweep_eval(irl_levels=100, test_ticks=(1, 2, 4, 8, 16)),
 ))
 
+_register(Preset(
+    name="icl-depth",
+    description="Train linear-attention transformers with 1, 2, 3 and 4 layers on in-context linear regression "
+                "(d = 10, 10 context points, the icl-gd settings) and find which learning algorithm the read-out "
+                "after the last layer implements: k-step GD (k = 1..L+1), k-step GD++ (k = 2..L) or least squares.",
+    condition="Depth and learned optimization (von Oswald et al. 2023): one layer of linear self-attention "
+              "implements one step of gradient descent on the context's least-squares loss; deeper models are "
+              "hypothesised to implement more steps (of GD or of the preconditioned GD++), moving toward least "
+              "squares.",
+    base={},
+    panels=({},),
+    dial=Dial("layers", (1, 2, 3, 4), "transformer layers (linear attention)"),
+    hypotheses=(),  # the depth verdict (diagnostics.icl_depth.depth_verdict) is the test: see analysis.sweep
+    plots=(("best/sensitivity_cosine", "sensitivity cosine of the best-matching reference (final layer)"),
+           ("match/gd-1-step/sensitivity_cosine", "sensitivity cosine to one GD step"),
+           ("match/gd-2-step/sensitivity_cosine", "sensitivity cosine to two GD steps"),
+           ("match/gd++-2-step/sensitivity_cosine", "sensitivity cosine to two GD++ steps"),
+           ("match/least-squares/sensitivity_cosine", "sensitivity cosine to least squares"),
+           ("test/model_loss", "query loss on held-out sequences")),
+    cell="icl",
+    cell_test=(("n_eval", 4000),),
+))
+
 TOY_MODEL = "toy-model"  # analytic, no training: see mesalab.experiments.toy_model
 EXTRAPOLATION = "extrapolation"  # supervised maze-path, not PPO cells: see mesalab.studies.extrapolation
 

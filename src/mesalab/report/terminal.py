@@ -93,7 +93,7 @@ def sweep_summary(a) -> list:
     metric with its CIs, then one coloured verdict line per hypothesis and panel."""
     table = Table(title=f"{a.preset.name}: {a.n_cells} of {a.n_expected} cells finished")
     table.add_column(a.preset.dial.name)
-    shown = [s for s in a.series if s.metric in {v.metric for v in a.verdicts}]
+    shown = [s for s in a.series if s.metric in {v.metric for v in a.verdicts}] or a.series[:3]
     for s in shown:
         table.add_column((s.panel + ": " if s.panel != "all" else "") + s.metric)
     for v in a.preset.dial.values:
@@ -106,7 +106,14 @@ def sweep_summary(a) -> list:
     for v in a.verdicts:
         colour = {"supported": "green", "contradicted": "red"}.get(v.verdict, "yellow")
         out.append(Text.assemble((v.verdict.upper() + " ", colour), v.sentence))
-    for s in getattr(a, "sentences", []):
+    for t in a.extra_tables:
+        extra = Table(title=t["title"])
+        for col in [a.preset.dial.name, *t["header"]]:
+            extra.add_column(col)
+        for r in t["rows"]:
+            extra.add_row(*map(str, r))
+        out.append(extra)
+    for s in a.sentences:
         out.append(Text(s))
     out.append(Text(f"Report: {Path(a.path) / 'report.html'}"))
     return out

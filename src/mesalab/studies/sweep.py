@@ -169,7 +169,7 @@ class Sweep(Study):
 
     def measure(self, batch: Batch, progress=None) -> list[CellResult]:
         if batch.spec["cell"] == "icl":
-            return measure_icl_batch(batch.spec["batch"], progress)
+            return measure_icl_batch(batch.spec["batch"], batch.spec["cell_test"], progress)
         if batch.spec["cell"] == "maze-path":
             return measure_maze_path_batch(batch.spec["batch"], batch.spec["cell_test"], progress)
         return measure_ppo_batch(batch.spec["batch"], batch.spec["eval"], progress)
@@ -340,9 +340,10 @@ def compute_scaling_metrics(trained_ticks: int, success_by_ticks: dict) -> dict[
     return values
 
 
-def measure_icl_batch(batch: P.Batch, progress=None) -> list[CellResult]:
+def measure_icl_batch(batch: P.Batch, test: dict, progress=None) -> list[CellResult]:
     """Train each ICL cell of a batch (one jitted program per config, seed by seed) and measure which algorithm
-    its read-out after every layer matches."""
+    its read-out after every layer matches (on ``test["n_eval"]`` held-out sequences, default 4000). A cell whose
+    training loss ended above where it started is marked ``train/diverged`` = 1."""
     from mesalab.diagnostics.icl_analysis import icl_cell_measurement
     from mesalab.optimizers.supervised import ICLConfig
     from mesalab.studies.icl_run import train_icl_seed
@@ -353,8 +354,9 @@ def measure_icl_batch(batch: P.Batch, progress=None) -> list[CellResult]:
         t0 = time.time()
         config = ICLConfig(**cell.config)
         model, loss = train_icl_seed(config, cell.seed)
-        metrics, matches = icl_cell_measurement(model, config)
+        metrics, matches = icl_cell_measurement(model, config, int(test.get("n_eval", 4000)))
         metrics["train/final_loss"] = float(np.mean(loss[-max(1, len(loss) // 20):]))
+        metrics["train/diverged"] = float(metrics["train/final_loss"] > float(np.mean(loss[:max(1, len(loss) // 20)])))
         # no cell_curves rows: that table holds PPO success rates, and the loss is kept as train/final_loss
         out.append(CellResult(cell.cell_id, metrics, [], [], model_leaves(model), time.time() - t0, matches))
         if progress:
