@@ -73,7 +73,9 @@ def batches(preset: Preset, seeds: list[int], done: set[str] = frozenset()) -> l
     todo = [c for c in cells(preset, seeds) if c.cell_id not in done]
     dial = preset.dial
     is_data = dial.is_data and preset.cell == "ppo"
-    per_batch = max(1, BATCH_WIDTH // len(dial.values)) if is_data else BATCH_WIDTH
+    # PPO cells are vmapped together; ICL and maze-path cells are trained one after another anyway, so one cell per
+    # batch spreads them evenly over the workers and commits each as soon as it is done
+    per_batch = max(1, BATCH_WIDTH // len(dial.values)) if is_data else (BATCH_WIDTH if preset.cell == "ppo" else 1)
     groups: dict[tuple, list[Cell]] = {}
     for c in todo:
         shape_key = (c.panel, None if is_data else c.value, c.seed // per_batch)

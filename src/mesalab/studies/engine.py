@@ -159,6 +159,9 @@ def run_local(study, batches: list[Batch], workers: int, on_result: Callable, on
     tasks, results = SPAWN.Queue(), SPAWN.Queue()
     for item in [*batches, *[None] * workers]:  # then one stop sign per worker
         tasks.put(item)
+    # on an interruption the batches no worker took are still in the queue's buffer: without this, exiting would
+    # wait for its feeder thread to hand them to workers that are gone (a hang after Ctrl-C)
+    tasks.cancel_join_thread()
     by_id = {b.batch_id: b for b in batches}
     with _pinned_workers(_pool_worker, [(study, tasks, results)] * workers, cores) as procs:
         finished = 0
