@@ -139,6 +139,14 @@ class RunFolder:
         finally:
             con.close()
 
+    def table_names(self) -> set[str]:
+        return {r[0] for r in self.sql("SELECT table_name FROM information_schema.tables")}
+
+    def rows_without(self, table: str, column: str, values: list) -> list[tuple]:
+        """The rows of ``table`` whose ``column`` is none of ``values`` (e.g. the seeds not being replaced)."""
+        marks = ", ".join("?" * len(values))
+        return [tuple(r) for r in self.sql(f"SELECT * FROM {table} WHERE {column} NOT IN ({marks})", *values)]
+
     def sql(self, statement: str, *params) -> list[tuple]:
         """Rows of one read-only query (for analyses that aggregate in SQL)."""
         con = self.connect(read_only=True)

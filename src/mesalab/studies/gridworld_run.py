@@ -364,12 +364,10 @@ def diagnose_run(folder: RunFolder | Path, irl_levels: int | None = None, bootst
     rows = objective_rows(profiles)
     rows["verdicts"] = [verdict_row(task, seed, split_seed(episodes, i), pools, profiles[seed])
                         for i, seed in enumerate(seeds)]
-    present = set(folder.sql("SELECT table_name FROM information_schema.tables"))
-    present = {r[0] for r in present}
+    present = folder.table_names()
     for table in rows:  # keep the stored results of seeds not diagnosed now
         if table in present:
-            marks = ", ".join("?" * len(seeds))
-            kept = [tuple(r) for r in folder.sql(f"SELECT * FROM {table} WHERE seed NOT IN ({marks})", *seeds)]
+            kept = folder.rows_without(table, "seed", seeds)
             width = len(RUN_SCHEMA[table].columns)
             # a database written before a column was added keeps its rows, the new column empty
             rows[table] = [r + (None,) * (width - len(r)) for r in kept] + rows[table]
