@@ -105,3 +105,21 @@ def test_a_preset_cell_kind_is_checked(registered):
     preset = dataclasses.replace(P.get_preset("simplicity"), name="bad-icl", cell="icl")
     with pytest.raises(ConfigError, match="unknown config key"):  # a PPO base is not an ICL config
         cells(preset, [0])
+
+
+def test_a_training_run_that_blew_up_is_marked_diverged():
+    import numpy as np
+
+    from mesalab.studies.sweep import training_outcome
+
+    falling = np.linspace(5.0, 1.0, 100)
+    assert training_outcome(falling) == (pytest.approx(np.mean(falling[-5:])), 0.0)
+    noisy = falling + 0.3 * np.sin(np.arange(100))  # noise is not divergence
+    assert training_outcome(noisy)[1] == 0.0
+    blew_up = np.concatenate([np.linspace(5.0, 1.0, 60), np.linspace(1.0, 9.6, 40)])
+    assert training_outcome(blew_up)[1] == 1.0
+    came_back = np.concatenate([np.linspace(5.0, 1.0, 60), np.linspace(1.0, 4.0, 40)])  # worse, not past the start
+    assert training_outcome(came_back)[1] == 0.0
+    short_noise = np.array([2.91, 1.38, 1.46, 0.88, 1.78, 1.13, 2.05, 1.43, 1.86, 1.3] * 4)
+    assert training_outcome(short_noise)[1] == 0.0
+    assert training_outcome(np.array([5.0, 4.0, np.inf]))[1] == 1.0

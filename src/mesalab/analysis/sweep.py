@@ -74,28 +74,33 @@ def depth_reading(cell_rows: list, matches: list[dict], values: dict) -> dict:
     from mesalab.diagnostics.icl_depth import depth_verdict
 
     cell = {r[0]: (int(json.loads(r[4])["layers"]), int(r[3])) for r in cell_rows}
+    diverged = sorted(cell[c] for c in cell if values.get((c, "train/diverged")) == 1.0)
     tables: dict = {}
     for m in matches:
         depth, seed = cell[m["cell_id"]]
-        if m["layer"] == depth:
+        if m["layer"] == depth and (depth, seed) not in diverged:
             tables.setdefault(seed, {}).setdefault(depth, []).append(
                 {"name": m["reference"], "sensitivity_cosine": m["sensitivity_cosine"],
                  "prediction_mse": m["prediction_mse"]})
-    v = depth_verdict(tables)
-    sentences = [v.sentence]
-    diverged = sorted(cell[c] for c, (d, s) in cell.items() if values.get((c, "train/diverged")) == 1.0)
+    sentences = []
     if diverged:
         by_depth: dict = {}
         for d, s in diverged:
             by_depth.setdefault(d, []).append(s)
-        sentences.append("Diverged in training (final loss above the initial one; their matches say nothing about the "
-                         "algorithm): " + "; ".join(f"depth {d}: seed(s) {', '.join(map(str, ss))}"
-                                                     for d, ss in sorted(by_depth.items())) + ".")
+        sentences.append("Left out of the curves, the table and the verdict: cells that diverged in training (final "
+                         "loss above twice its lowest and above its start), whose read-out says nothing about a "
+                         "learned algorithm: " + "; ".join(
+                             f"depth {d}: seed(s) {', '.join(map(str, ss))}" for d, ss in sorted(by_depth.items()))
+                         + ".")
+    if not tables:
+        return {"sentences": sentences + ["Every finished cell diverged: no algorithm to compare."]}
+    v = depth_verdict(tables)
+    sentences.insert(0, v.sentence)
     rows = []
     for c in v.cells:
         ci = (f"{c.cosine_mean:.4f} [{c.cosine_low:.4f}, {c.cosine_high:.4f}]" if c.n_seeds > 1
               else f"{c.cosine_mean:.4f}")
-        mse = f"{c.mse_mean:.4f} [{c.mse_low:.4f}, {c.mse_high:.4f}]" if c.n_seeds > 1 else f"{c.mse_mean:.4f}"
+        mse = f"{c.mse_mean:.4g} [{c.mse_low:.4g}, {c.mse_high:.4g}]" if c.n_seeds > 1 else f"{c.mse_mean:.4g}"
         rows.append([str(c.depth), c.reference, ci, mse, str(c.n_seeds)])
     table = {"title": "Which algorithm the last layer's read-out implements, per depth (mean [95% bootstrap CI] "
                       "over seeds)", "header": ["reference", "sensitivity cosine", "prediction MSE", "seeds"],
@@ -129,7 +134,8 @@ def analyse_sweep(sweep_dir) -> SweepAnalysis:
     for panel in preset.panels:
         pname = preset.panel_name(panel)
         task_name = preset.panel_task(panel)
-        pcells = [r for r in cell_rows if r[1] == pname]
+        # a cell that diverged in training (ICL cells measure it) has no algorithm to speak of: left out, and said
+        pcells = [r for r in cell_rows if r[1] == pname and values.get((r[0], "train/diverged")) != 1.0]
         for metric_t, label in preset.plots:
             for metric in _expand(metric_t, task_name):
                 by_value: dict = {}
@@ -171,5 +177,10 @@ def analyse_sweep(sweep_dir) -> SweepAnalysis:
         extra["matches"] = folder.tables("cell_matches", order={"cell_matches": "cell_id, layer, reference"})["cell_matches"]
         if preset.cell == "icl" and preset.dial.name == "layers" and extra["matches"]:
             extra.update(depth_reading(cell_rows, extra["matches"], values))
+        else:
+            n_div = sum(values.get((r[0], "train/diverged")) == 1.0 for r in cell_rows)
+            if n_div:
+                extra["sentences"] = [f"{n_div} cell(s) diverged in training (final loss above twice its lowest and "
+                                      "its start) and are left out of the curves and verdicts."]
     return SweepAnalysis(preset, meta, len(cell_rows), n_expected, series, verdicts,
                          float(sum(r[5] for r in cell_rows)), cell_rows, values, path=sweep_dir, **extra)

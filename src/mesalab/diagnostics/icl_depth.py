@@ -242,6 +242,9 @@ def depth_verdict(tables: Mapping, level: float = LEVEL, n_permutations: int | N
                   f"({first.reference}, cosine {first.cosine_mean:.4f})")
     elif not deeper:
         reason = "only one depth was measured"
+    elif not any(b.matched for b in deeper):
+        reason = (f"no model deeper than depth {first.depth} matches any reference for any seed (sensitivity "
+                  f"cosine < {MATCH_COSINE})")
     elif trend.n < 3:
         reason = f"too few runs with a matching reference for a trend test ({trend.n} < 3)"
     elif not (np.isfinite(trend.rho) and trend.rho > 0 and trend.p_value < level):

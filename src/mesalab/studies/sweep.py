@@ -340,10 +340,27 @@ def compute_scaling_metrics(trained_ticks: int, success_by_ticks: dict) -> dict[
     return values
 
 
+DIVERGED_RATIO = 2.0  # a training run diverged when its final loss ends above this multiple of its lowest
+
+
+def training_outcome(loss) -> tuple[float, float]:
+    """``(final loss, diverged)`` of a loss curve: the mean over its last window (5% of the steps, at least 5), and
+    1.0 when that is non-finite, or both above DIVERGED_RATIO times the lowest window mean and above the first
+    window's (it came down, then blew up past where it began), else 0.0. Batch noise in a short run is neither."""
+    loss = np.asarray(loss, np.float64)
+    w = min(len(loss), max(5, len(loss) // 20))
+    windows = np.convolve(loss, np.ones(w) / w, mode="valid")
+    final = float(windows[-1])
+    if not np.isfinite(final):
+        return final, 1.0
+    lowest = float(np.nanmin(windows))
+    return final, float(final > DIVERGED_RATIO * lowest and final > windows[0])
+
+
 def measure_icl_batch(batch: P.Batch, test: dict, progress=None) -> list[CellResult]:
     """Train each ICL cell of a batch (one jitted program per config, seed by seed) and measure which algorithm
     its read-out after every layer matches (on ``test["n_eval"]`` held-out sequences, default 4000). A cell whose
-    training loss ended above where it started is marked ``train/diverged`` = 1."""
+    training loss blew up is marked ``train/diverged`` = 1 (:func:`training_outcome`)."""
     from mesalab.diagnostics.icl_analysis import icl_cell_measurement
     from mesalab.optimizers.supervised import ICLConfig
     from mesalab.studies.icl_run import train_icl_seed
@@ -355,8 +372,7 @@ def measure_icl_batch(batch: P.Batch, test: dict, progress=None) -> list[CellRes
         config = ICLConfig(**cell.config)
         model, loss = train_icl_seed(config, cell.seed)
         metrics, matches = icl_cell_measurement(model, config, int(test.get("n_eval", 4000)))
-        metrics["train/final_loss"] = float(np.mean(loss[-max(1, len(loss) // 20):]))
-        metrics["train/diverged"] = float(metrics["train/final_loss"] > float(np.mean(loss[:max(1, len(loss) // 20)])))
+        metrics["train/final_loss"], metrics["train/diverged"] = training_outcome(loss)
         # no cell_curves rows: that table holds PPO success rates, and the loss is kept as train/final_loss
         out.append(CellResult(cell.cell_id, metrics, [], [], model_leaves(model), time.time() - t0, matches))
         if progress:
