@@ -69,7 +69,10 @@ def dial_plot(analysis, path: Path) -> Path:
         ax.set_xlabel(dial.label, fontsize=8)
         ax.set_title((s.panel + ": " if s.panel != "all" else "") + s.label, fontsize=8)
         ax.grid(alpha=0.3)
-        if s.metric.split("/")[-1] not in ("bits", "bits_ceiling"):
+        shown = np.concatenate([mean, lo, hi, *[np.asarray(p.per_seed, float) for p in s.points]])
+        shown = shown[np.isfinite(shown)]
+        if s.metric.split("/")[-1] not in ("bits", "bits_ceiling") and shown.size and shown.min() >= -0.03 \
+                and shown.max() <= 1.03:  # a rate or a cosine: on the full [0, 1] scale; anything else autoscaled
             ax.set_ylim(-0.03, 1.03)
     for ax in axes.ravel()[len(series):]:
         ax.axis("off")
