@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mesalab.diagnostics.icl_depth import MATCH_COSINE  # one threshold for icl-gd runs and sweeps
 from mesalab.eval_plan import ICL_EVAL_SEED
 
 OOD_SCALES = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -67,7 +68,6 @@ def best_match(matches: list[dict], layers: int) -> dict:
     return max(final, key=lambda m: m["sensitivity_cosine"])
 
 
-MATCH_COSINE = 0.99  # a reference "matches" when the sensitivity cosine reaches this
 
 
 def mesa_objective_sentence(best: dict, lr: float) -> str:

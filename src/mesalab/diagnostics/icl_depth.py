@@ -32,7 +32,7 @@ import numpy as np
 
 from mesalab.diagnostics.stats import bootstrap_mean_ci
 
-MATCH_COSINE = 0.99  # a reference "matches" when the sensitivity cosine reaches this (as in icl_analysis)
+MATCH_COSINE = 0.99  # a reference "matches" when the sensitivity cosine reaches this (icl-gd runs and sweeps)
 LEVEL = 0.05  # significance level of the trend test (as in experiments.stats)
 LEAST_SQUARES_STEPS = 1000.0  # effective GD steps given to least squares / ridge: beyond any k used here
 SUPPORTED, NOT_SUPPORTED = "supported", "not supported"

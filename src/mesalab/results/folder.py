@@ -29,9 +29,10 @@ from mesalab.results.tables import Schema
 META_NAMES = ("config.json", "sweep.json")  # the config file of a run folder and of a sweep folder
 
 
-def folder_meta(path: Path) -> dict | None:
-    """The config of whatever folder ``path`` is (``None`` when it holds none), one-line error if malformed."""
-    for name in META_NAMES:
+def folder_meta(path: Path, names: tuple[str, ...] = META_NAMES) -> dict | None:
+    """The config of whatever folder ``path`` is, read from the first of ``names`` it holds (``None`` when it holds
+    none), one-line error if malformed."""
+    for name in names:
         f = Path(path) / name
         if f.exists():
             try:
@@ -83,8 +84,7 @@ class RunFolder:
         if not self.meta_path.exists():
             raise CorruptRunError(f"{self.path} is not a mesalab results folder (no {self.meta_name}); pass the folder "
                                   "`mesalab run` or `mesalab sweep` wrote")
-        meta = folder_meta(self.path)
-        return meta
+        return folder_meta(self.path, (self.meta_name,))
 
     def write_meta(self, meta: dict) -> None:
         write_json_atomic(self.meta_path, meta)

@@ -209,6 +209,8 @@ def check_sweep_folder(folder: RunFolder, kind: str, name: str) -> dict | None:
     if meta is None or not (folder.path / "sweep.json").exists():
         if meta is not None or (folder.path / "results.duckdb").exists():
             raise ConfigError(f"{folder.path} holds a run, not a sweep; pass a new --out folder")
+        if (folder.path / "sweep.duckdb").exists():
+            raise ConfigError(f"{folder.path} holds results without a config; pass a new --out folder")
         return None
     if meta.get("kind") != kind:
         raise ConfigError(f"{folder.path} holds {describe(meta)}, not of {name!r}; pass a new --out folder")

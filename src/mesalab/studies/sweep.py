@@ -49,12 +49,12 @@ import numpy as np
 from mesalab.errors import ConfigError
 from mesalab.experiments import plan as P
 from mesalab.experiments.presets import PRESETS, Preset, configured_preset
-from mesalab.results.folder import RunFolder, checkpoint_name, folder_meta
+from mesalab.results.folder import RunFolder, checkpoint_name
 from mesalab.results.store import dumps
 from mesalab.results.tables import (CELL_CURVES, CELL_MATCHES, CELL_METRICS, CELL_TRAJECTORIES, CELLS,
                                     ICL_SWEEP_SCHEMA, SWEEP_LEVELS)
 from mesalab.studies import register
-from mesalab.studies.contract import Listing, Options, Study, describe
+from mesalab.studies.contract import Listing, Options, Study, check_sweep_folder, describe
 from mesalab.studies.engine import Batch
 
 
@@ -120,12 +120,10 @@ class Sweep(Study):
                 f" x {len(s['seeds'])} seed(s) x {len(p.panels)} panel(s), backend {s['backend']}")
 
     def check_folder(self, folder: RunFolder, settings: dict) -> None:
-        meta = folder_meta(folder.path)
-        if meta is None or not (folder.path / "sweep.json").exists():
-            if meta is not None or folder.has_results() or (folder.path / "results.duckdb").exists():
-                raise ConfigError(f"{folder.path} holds a run, not a sweep; pass a new --out folder")
+        meta = check_sweep_folder(folder, "sweep", settings["preset"])
+        if meta is None:
             return
-        if meta.get("kind") != "sweep" or meta.get("preset") != settings["preset"]:
+        if meta.get("preset") != settings["preset"]:
             raise ConfigError(f"{folder.path} holds {describe(meta)}; pass a new --out for {settings['preset']!r}")
         before = (meta.get("overrides", {}), meta.get("eval_overrides", {}))
         if before != (settings["overrides"], settings["eval_overrides"]):
