@@ -22,3 +22,4 @@ class EvalPlan:
     bootstrap: int = 1000  # bootstrap replicates of the IRL weights
     drawn_levels: int = 4  # trajectories stored per split and model (for the report)
     test_ticks: tuple[int, ...] = ()  # recurrent models: also tested at these ticks per step (compute scaling)
+    probes: bool = True  # also evaluate (and profile) on the task's probe splits (``Task.probes``)

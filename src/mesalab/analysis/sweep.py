@@ -57,6 +57,7 @@ class SweepAnalysis:
     sentences: list = field(default_factory=list)  # extra statements of the preset (e.g. the icl-depth verdict)
     extra_tables: list = field(default_factory=list)  # extra report tables: {"title", "header", "rows"}
     depth_verdict: object = None  # icl-depth presets: diagnostics.icl_depth.DepthVerdict
+    comparison: object = None  # presets with a published curve: PublishedComparison (per panel: the first)
 
 
 def _expand(metric: str, task_name: str) -> list[str]:
@@ -106,6 +107,132 @@ def depth_reading(cell_rows: list, matches: list[dict], values: dict) -> dict:
                       "over seeds)", "header": ["reference", "sensitivity cosine", "prediction MSE", "seeds"],
              "rows": rows}
     return {"sentences": sentences, "extra_tables": [table], "depth_verdict": v}
+
+
+SHAPE_SIMILAR_RHO = 0.8  # the curves are ordered alike when Spearman's rho between them is at least this
+SHAPE_SIMILAR_SHARE = 0.15  # and their shares of the rise made by the dial's midpoint differ by less than this
+COMPARISON_REPLICATES = 1000  # bootstrap replicates (seeds resampled within each dial value)
+
+
+@dataclass
+class PublishedComparison:
+    """The measured curve against a published one (:class:`mesalab.experiments.published.PublishedCurve`), both in
+    units of their own optimum, over the dial values both have (``shared``). Shape numbers, each measured one with a
+    95% bootstrap interval over seeds (seeds resampled within each dial value):
+
+    - ``rho``: Spearman's rank correlation between the two curves over the shared values (1 = ordered alike);
+    - ``share``: the share of the curve's rise (first to last shared value) made by the middle of the dial range
+      (linear interpolation between the shared values): 0.5 for a straight line, above it for a curve that rises
+      early and saturates, below it for one that rises late."""
+
+    panel: str
+    curve: object  # PublishedCurve
+    shared: tuple
+    measured: tuple  # mean over seeds of the normalised metric at each shared value
+    measured_ci: tuple  # (low, high) per shared value
+    published: tuple  # published value / published optimum at each shared value
+    rho: float
+    rho_ci: tuple
+    share: float
+    share_ci: tuple
+    published_share: float
+    midpoint: float
+    reading: str  # "similar", "different" or "flat" (the measured curve does not rise)
+    sentence: str
+
+
+def rise_share(xs, ys, at: float) -> float:
+    """The share of the rise from ``ys[0]`` to ``ys[-1]`` reached at ``at`` (linear interpolation over ``xs``); nan
+    when the curve does not rise."""
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    rise = ys[-1] - ys[0]
+    return float((np.interp(at, xs, ys) - ys[0]) / rise) if rise > 0 else float("nan")
+
+
+def _ci(samples) -> tuple[float, float]:
+    ok = np.asarray(samples, float)
+    ok = ok[np.isfinite(ok)]
+    if ok.size < 0.9 * len(samples):  # too many undefined replicates (a flat curve) for an interval
+        return (float("nan"), float("nan"))
+    return (float(np.percentile(ok, 2.5)), float(np.percentile(ok, 97.5)))
+
+
+def published_comparison(preset: Preset, series: list, panel: str, seed: int = 0) -> PublishedComparison | None:
+    """The shape comparison of the panel's measured curve (``preset.published.normalised_metric``) with the
+    published one, or ``None`` when fewer than three dial values are shared and measured."""
+    curve = preset.published
+    s = next((s for s in series if s.panel == panel and s.metric == curve.normalised_metric), None)
+    if curve is None or s is None:
+        return None
+    points = {p.value: p for p in s.points}
+    shared = tuple(v for v in preset.dial.values if v in points and curve.value_at(v) is not None)
+    if len(shared) < 3:
+        return None
+    xs = [preset.dial.order(v) for v in shared]
+    measured = [points[v].mean for v in shared]
+    published = [curve.value_at(v) / curve.optimum for v in shared]
+    midpoint = (xs[0] + xs[-1]) / 2
+    rho, share = stats.spearman(measured, published), rise_share(xs, measured, midpoint)
+    published_share = rise_share(xs, published, midpoint)
+    rng = np.random.default_rng(seed)
+    rhos, shares = [], []
+    for _ in range(COMPARISON_REPLICATES):
+        means = [float(np.mean(rng.choice(points[v].per_seed, len(points[v].per_seed)))) for v in shared]
+        rhos.append(stats.spearman(means, published))
+        shares.append(rise_share(xs, means, midpoint))
+    rho_ci, share_ci = _ci(rhos), _ci(shares)
+    if not np.isfinite(share):
+        reading = "flat"
+    elif rho >= SHAPE_SIMILAR_RHO and abs(share - published_share) < SHAPE_SIMILAR_SHARE:
+        reading = "similar"
+    else:
+        reading = "different"
+    sentence = _comparison_sentence(preset, curve, shared, measured, published, rho, rho_ci, share, share_ci,
+                                    published_share, midpoint, reading)
+    return PublishedComparison(panel, curve, shared, tuple(measured),
+                               tuple((points[v].ci_low, points[v].ci_high) for v in shared), tuple(published), rho,
+                               rho_ci, share, share_ci, published_share, midpoint, reading, sentence)
+
+
+def _interval(ci, fmt: str) -> str:
+    return "" if not np.all(np.isfinite(ci)) else f" [{format(ci[0], fmt)}, {format(ci[1], fmt)}]"
+
+
+def _comparison_sentence(preset, curve, shared, measured, published, rho, rho_ci, share, share_ci, published_share,
+                         midpoint, reading) -> str:
+    dial = preset.dial
+    sides = ", ".join(dial.display(v) for v in shared)
+    base = preset.base
+    shape = {"similar": "The shapes agree", "different": "The shapes differ",
+             "flat": "The measured curve does not rise, so there is no shape to compare"}[reading]
+    share_txt = ("" if reading == "flat" else
+                 f"; by the middle of the dial ({dial.name} = {midpoint:g}) the measured curve has made "
+                 f"{share:.0%}{_interval(share_ci, '.0%')} of its rise, the published {published_share:.0%} (50% is a "
+                 f"straight line, more rises early and saturates)")
+    rho_txt = "n/a" if not np.isfinite(rho) else f"{rho:+.2f}{_interval(rho_ci, '+.2f')}"
+    return (f"Shape against {curve.name}, both as a fraction of their own optimum over {dial.name} = {sides}: "
+            f"measured {measured[0]:.2f} to {measured[-1]:.2f}, published {published[0]:.2f} to {published[-1]:.2f}. "
+            f"{shape} (rule: Spearman rho between the curves at least {SHAPE_SIMILAR_RHO} and midpoint shares within "
+            f"{SHAPE_SIMILAR_SHARE:.0%}): rho = {rho_txt}{share_txt} (95% bootstrap intervals over seeds). Absolute "
+            f"values are not comparable: the published run is {curve.setup}; this sweep trains a "
+            f"{base.get('model', 'mlp')} policy ({_obs_mode(preset)} observations) for "
+            f"{base.get('total_steps', 0):,} steps on {base.get('n_levels') or 'unlimited'} training levels per "
+            f"seed and scores one episode per evaluation level with the environment's reward (1 - 0.9 t / max_steps "
+            f"on reaching the goal at step t) instead of a discounted 1.")
+
+
+def _obs_mode(preset) -> str:
+    from mesalab.tasks import get_task
+
+    return get_task(preset.panel_task(preset.panels[0])).obs_mode
+
+
+def comparison_table(c: PublishedComparison, display=str) -> dict:
+    """The comparison as a report table (its rows start with the dial value, shown by ``display``)."""
+    rows = [[display(v), f"{m:.3f} [{lo:.3f}, {hi:.3f}]", f"{p:.3f}"]
+            for v, m, (lo, hi), p in zip(c.shared, c.measured, c.measured_ci, c.published)]
+    return {"title": f"Measured against published ({c.curve.name}), each over its own optimum",
+            "header": ["measured: mean [95% CI] over seeds", "published (one seed)"], "rows": rows}
 
 
 def sweep_folder(path) -> RunFolder:
@@ -167,6 +294,12 @@ def analyse_sweep(sweep_dir) -> SweepAnalysis:
                                               dial.label, dial.display))
     n_expected = len(preset.panels) * len(dial.values) * len(meta["seeds"])
     extra = {}
+    if preset.published is not None:
+        comparisons = [c for c in (published_comparison(preset, series, preset.panel_name(p)) for p in preset.panels)
+                       if c is not None]
+        if comparisons:
+            extra.update(comparison=comparisons[0], sentences=[c.sentence for c in comparisons],
+                         extra_tables=[comparison_table(c, dial.display) for c in comparisons])
     if preset.cell == "ppo":
         extra["curves"] = folder.sql("SELECT c.panel, c.value, k.env_steps, k.success_rate FROM cell_curves k "
                                      "JOIN cells c USING (cell_id)")

@@ -90,7 +90,14 @@ def alignment_verdict(task, test_params, test_episodes, test_summary, train_summ
                       test_behavioral=None, seed: int = 0) -> Verdict:
     """The verdict of one model (see :mod:`mesalab.diagnostics.verdict` for the classes): its test summary,
     its training summary (``None`` skips the training-competence check) and its behavioral objective on the
-    test levels (``None`` skips the unlisted-objective category)."""
+    test levels (``None`` skips the unlisted-objective category). Keys-chests: its event features name only its
+    listed objectives, so there is no unlisted category; its verdict adds the test event rates."""
+    from mesalab.tasks.keys_chests import KeysChestsTask
+
+    if isinstance(task, KeysChestsTask):
+        from mesalab.diagnostics.keys_chests.verdict import keys_chests_verdict
+
+        return keys_chests_verdict(task, test_episodes, test_summary, train_summary, seed)
     unlisted = None
     if test_behavioral is not None:
         unlisted = unlisted_pursuit(task, test_params, test_episodes, test_episodes.outcome, test_behavioral)

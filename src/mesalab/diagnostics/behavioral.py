@@ -61,6 +61,8 @@ class BehavioralObjective(NamedTuple):
     level_lengths: np.ndarray  # float64[n]: actions per level (the denominators of the per-action rates)
     all_objects_alike: bool = False  # the dominant set is every kind of object on the levels (at least two)
     not_told_apart: str = ""  # what the levels cannot rank below the dominant (a label like ``dominant``'s), or ""
+    weight_replicates: np.ndarray | None = None  # float64[n_boot, F]: bootstrap replicates of ``weights`` (levels
+    #                resampled; behavioral_fit.linearised_bootstrap), behind ci_low/ci_high; None if not kept
 
 
 def _feature_identity(feature_maps: np.ndarray, names) -> tuple[list[list[int]], list[int]]:
@@ -247,4 +249,5 @@ def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.
         level_lengths=np.asarray(demos.length, np.float64),
         all_objects_alike=dom.all_objects_alike,
         not_told_apart=dom.not_told_apart,
+        weight_replicates=reps,
     )

@@ -78,11 +78,13 @@ def fit_weights(features: RewardFeatures, demos: Demonstrations, level_weights: 
     """Maximum-likelihood reward weights (ridge-penalised) by L-BFGS. ``level_weights``: ``float32[n]``
     multiplicities of the levels (ones for the sample itself; bootstrap counts for a replicate; 0 to hold a
     level out); ``w0``: the starting weights. Jittable and vmappable over ``level_weights``."""
+    return minimise(lambda w: _objective(w, features, demos, level_weights), w0)
+
+
+def minimise(f, w0: jax.Array) -> jax.Array:
+    """``argmin f`` by L-BFGS from ``w0`` (``f``: a smooth scalar function of a weight vector, jittable), stopping at
+    a small gradient, after ``MAX_ITERS`` iterations, or when three iterations in a row no longer lower ``f``."""
     w = w0
-
-    def f(w):
-        return _objective(w, features, demos, level_weights)
-
     with jax.numpy_dtype_promotion("standard"):  # optax mixes weak float constants and int32 counters
         solver = optax.lbfgs()
         value_and_grad = optax.value_and_grad_from_state(f)

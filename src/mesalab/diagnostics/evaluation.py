@@ -23,11 +23,9 @@ from mesalab.eval_plan import LEVEL_SEED
 from mesalab.diagnostics.policies import Policy, as_stateful
 from mesalab.diagnostics.stats import wilson_interval
 from mesalab.tasks.grid import EnvParams, EnvState, GridEnv
-from mesalab.tasks.oracle import UNREACHABLE, return_for_length, shortest_path_length
+from mesalab.diagnostics.competence import EFFICIENCY_FACTOR, NEVER, outcome_of
+from mesalab.tasks.oracle import return_for_length, shortest_path_length
 from mesalab.tasks.registry import Task
-
-NEVER = UNREACHABLE
-EFFICIENCY_FACTOR = 2  # "competent" = reached within this multiple of the shortest path
 
 
 class Episodes(NamedTuple):
@@ -105,18 +103,18 @@ def score_episode(task: Task, params: EnvParams, level: jax.Array, positions: ja
     shortest = jnp.stack(shortest).astype(jnp.int32)
     returns = return_for_length(first, params.max_steps)
     optimal = return_for_length(shortest, params.max_steps)
-    competent = (first < NEVER) & (first <= EFFICIENCY_FACTOR * shortest)
-    k = len(task.candidate_objectives)
-    # base objective first; then the earliest competently reached proxy; else "other" (= k)
-    proxy_time = jnp.where(competent[1:], first[1:], NEVER)
-    proxy_choice = 1 + jnp.argmin(proxy_time) if k > 1 else jnp.int32(k)
-    any_proxy = jnp.any(competent[1:]) if k > 1 else jnp.bool_(False)
-    outcome = jnp.where(competent[0], 0, jnp.where(any_proxy, proxy_choice, k)).astype(jnp.int32)
-    return first, shortest, returns, optimal, outcome
+    return first, shortest, returns, optimal, outcome_of(first, shortest)
 
 
 def evaluate(task: Task, policy: Policy, params: EnvParams, key: jax.Array) -> Episodes:
-    """Run ``policy`` for one episode on every level of ``params`` (jittable; vmapped over levels)."""
+    """Run ``policy`` for one episode on every level of ``params`` (jittable; vmapped over levels). A keys-chests
+    task has its own evaluator (:mod:`mesalab.diagnostics.keys_chests.evaluation`; same fields, plus its events)."""
+    from mesalab.tasks.keys_chests import KeysChestsTask
+
+    if isinstance(task, KeysChestsTask):
+        from mesalab.diagnostics.keys_chests.evaluation import evaluate as evaluate_keys_chests
+
+        return evaluate_keys_chests(task, policy, params, key)
     env = GridEnv(task.shape.height, task.shape.width, policy.obs_mode)
     n = params.grid.shape[0]
     levels = jnp.arange(n, dtype=jnp.int32)
@@ -131,8 +129,8 @@ def evaluate(task: Task, policy: Policy, params: EnvParams, key: jax.Array) -> E
 
 def evaluation_levels(task: Task, split: str, n_episodes: int, seed: int = LEVEL_SEED) -> EnvParams:
     """The fixed pool of evaluation levels of a split (same for every seed, so comparisons are paired).
-    The test pool uses a different key from any training pool."""
-    key = jax.random.fold_in(jax.random.key(seed), 0 if split == "train" else 1)
+    Each split (train, test, each probe) has its own key, none of them a training pool's."""
+    key = jax.random.fold_in(jax.random.key(seed), task.splits.index(split) if split in task.splits else 1)
     return task.sample_params_checked(key, split, n_episodes)
 
 

@@ -15,6 +15,7 @@ from mesalab.diagnostics.behavioral import (
     fit_behavioral_objective,
 )
 from mesalab.diagnostics.behavioral_fit import demonstrations
+from mesalab.diagnostics.epic import ObjectiveEpic, objective_epic
 from mesalab.diagnostics.optimization_power import BitsSummary, episode_bits, summarise_bits
 from mesalab.diagnostics.policy_replay import policy_log_probs
 from mesalab.diagnostics.stats import ratio_bootstrap
@@ -27,15 +28,21 @@ class ObjectiveProfile(NamedTuple):
     behavioral: BehavioralObjective
     bits: tuple[BitsSummary, ...]  # one per candidate objective, base objective first
     reading: str
+    epic: ObjectiveEpic | None = None  # EPIC distance of the behavioral objective to each candidate (IRL's levels)
 
 
 def objective_profile(task, params, episodes, split: str, policy=None, irl_levels: int = DEFAULT_IRL_LEVELS,
                       n_boot: int = 1000, own_log_probs=None) -> ObjectiveProfile:
     """Profile an agent from its evaluation episodes (one per level of ``params``).
 
-    IRL uses the first ``irl_levels`` levels; bits use every level. The agent's own action log-probabilities
-    (the top of the goal-directedness scale) come from ``own_log_probs(demos)`` if given, else from
-    ``policy`` if it exposes them; without either the scale tops out at perfect prediction."""
+    IRL uses the first ``irl_levels`` levels, and so does the EPIC comparison of the fitted reward with each
+    candidate objective (:func:`mesalab.diagnostics.epic.objective_epic`); bits use every level. The agent's own
+    action log-probabilities (the top of the goal-directedness scale) come from ``own_log_probs(demos)`` if
+    given, else from ``policy`` if it exposes them; without either the scale tops out at perfect prediction."""
+    from mesalab.tasks.keys_chests import KeysChestsTask
+
+    if isinstance(task, KeysChestsTask):
+        return _keys_chests_profile(task, params, episodes, split, policy, irl_levels, n_boot, own_log_probs)
     episodes = jax.tree_util.tree_map(np.asarray, episodes)
     demos = demonstrations(params, episodes, irl_levels)
     if own_log_probs is not None:
@@ -47,7 +54,24 @@ def objective_profile(task, params, episodes, split: str, policy=None, irl_level
     names = ("base:" + task.base_objective.name, *("proxy:" + p.name for p in task.proxies))
     summaries = tuple(summarise_bits(label, bits[obj.name])
                       for label, obj in zip(names, task.candidate_objectives))
-    return ObjectiveProfile(split, behavioral, summaries, reading(task, behavioral))
+    epic = objective_epic(task, demos.grid, demos.base_target, behavioral.weights, behavioral.weight_replicates)
+    return ObjectiveProfile(split, behavioral, summaries, reading(task, behavioral), epic)
+
+
+def _keys_chests_profile(task, params, episodes, split, policy, irl_levels, n_boot, own_log_probs) -> ObjectiveProfile:
+    """:func:`objective_profile` of keys and chests: IRL and bits over its product state space
+    (:mod:`mesalab.diagnostics.keys_chests`); no EPIC comparison (defined over the static tasks' cell rewards)."""
+    from mesalab.diagnostics.keys_chests import behavioral as kc
+    from mesalab.diagnostics.keys_chests.bits import bits_summaries
+
+    episodes = jax.tree_util.tree_map(np.asarray, episodes)
+    demos = kc.demonstrations(params, episodes, irl_levels)
+    if own_log_probs is not None:
+        ceiling = own_log_probs(demos)
+    else:
+        ceiling = None if policy is None else policy_log_probs(task, policy, params, demos)
+    behavioral = kc.fit_behavioral_objective(task, params, demos, ceiling, n_boot=n_boot)
+    return ObjectiveProfile(split, behavioral, bits_summaries(task, params, episodes), reading(task, behavioral))
 
 
 def describe_feature(task, name: str) -> str:

@@ -1,6 +1,7 @@
 """Planted agents whose objective is known by construction: the ground truth for testing diagnostics.
 
 - ``bfs_agent(task, objective)``: walks a shortest path (exact BFS) to the nearest target of ``objective``.
+- ``mixture_agent(task, objectives)``: on each level, the BFS agent of one of ``objectives`` (fixed per level).
 - ``random_agent()``: uniform over actions.
 - ``lookup_table_agent(task, seed)``: a fixed table from the agent's cell to an action (no objective).
 All act on global observations.
@@ -41,6 +42,24 @@ def bfs_agent(task: Task, objective: Objective) -> Policy:
         return jnp.where(best, -jnp.log(jnp.sum(best).astype(jnp.float32)), -jnp.inf)
 
     return Policy(f"bfs->{objective.name}", act, "global", log_probs)
+
+
+def mixture_agent(task: Task, objectives: tuple) -> Policy:
+    """A mixture of BFS agents: on each level it walks to the nearest target of one of ``objectives``, the one
+    indexed by the level's number of wall cells modulo ``len(objectives)`` (fixed per level, so every episode
+    pursues exactly one objective, and the levels split roughly evenly)."""
+    agents = [bfs_agent(task, o) for o in objectives]
+
+    def pick(obs):
+        return jnp.sum(obs[..., WALL_CHANNEL].astype(jnp.int32)) % len(agents)
+
+    def act(obs, key):
+        return jax.lax.switch(pick(obs), [lambda o, k, a=a: a.act(o, k) for a in agents], obs, key)
+
+    def log_probs(obs):
+        return jax.lax.switch(pick(obs), [lambda o, a=a: a.log_probs(o) for a in agents], obs)
+
+    return Policy("mixture(" + ",".join(o.name for o in objectives) + ")", act, "global", log_probs)
 
 
 def random_agent() -> Policy:

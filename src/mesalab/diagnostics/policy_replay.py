@@ -35,15 +35,21 @@ def _log_probs_of(task, policy, params, cells, actions):
     from mesalab.tasks.grid import EnvState, GridEnv
 
     from mesalab.diagnostics.policies import as_stateful
+    from mesalab.tasks.keys_chests import KeysChestsTask
 
-    env = GridEnv(task.shape.height, task.shape.width, policy.obs_mode)
+    if isinstance(task, KeysChestsTask):  # its demonstrations record (row, col, taken bitmask) per step
+        env = task.env_for(policy.obs_mode)
+        state_at = lambda level, cell, t: env.state_from_record(params, level, cell, t)  # noqa: E731
+    else:
+        env = GridEnv(task.shape.height, task.shape.width, policy.obs_mode)
+        state_at = lambda level, cell, t: EnvState(level=level, pos=cell, t=t)  # noqa: E731
     n, horizon = actions.shape
     initial_carry, _, log_probs = as_stateful(policy)
 
     def episode(level, cells, actions):  # a stateful policy replays the demonstrated history in order
         def at(carry, x):
             t, cell, action = x
-            lp, carry = log_probs(env.observe(EnvState(level=level, pos=cell, t=t), params), carry)
+            lp, carry = log_probs(env.observe(state_at(level, cell, t), params), carry)
             return carry, lp[action]
 
         _, lps = jax.lax.scan(at, initial_carry(), (jnp.arange(horizon), cells, actions))

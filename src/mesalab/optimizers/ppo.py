@@ -47,6 +47,8 @@ class PPOConfig(DictConfig, settings_name="PPO"):
         level_seed: seed of the fixed training levels when ``n_levels > 0`` (shared by all training seeds).
         train_alpha: fraction α of disambiguating levels (proxy and base objective disagree) in the training
             distribution; -1 keeps the task's own training distribution (α = 0 for the registered tasks).
+        train_corner_k: side k of the corner region that holds the goal in the training distribution (tasks with a
+            ``corner_k`` dial); -1 keeps the task's own (corner-goal 3, corner-goal-13 1).
     """
 
     task: str = "red-door"
@@ -71,6 +73,7 @@ class PPOConfig(DictConfig, settings_name="PPO"):
     pool_size: int = 512
     level_seed: int = 0
     train_alpha: float = -1.0
+    train_corner_k: int = -1
     ticks: int = 1
     channels: int = 8
 
@@ -105,6 +108,7 @@ class PPOConfig(DictConfig, settings_name="PPO"):
         "pool_size": Range(1, 65_536),
         "level_seed": Range(0, 2**31 - 1),
         "train_alpha": Range(0.0, 1.0, also=(-1.0,)),
+        "train_corner_k": Range(1, 64, also=(-1,)),
         "ticks": Range(1, 256),
         "channels": Range(1, 1024),
     }
@@ -112,7 +116,14 @@ class PPOConfig(DictConfig, settings_name="PPO"):
 
     def validate(self) -> "PPOConfig":
         self.check_fields()
-        get_task(self.task)
+        task = get_task(self.task)
+        if self.train_corner_k != -1:
+            if "corner_k" not in task.dials:
+                raise ConfigError(f"train_corner_k is a setting of corner tasks; task {self.task!r} has no corner region")
+            side = min(task.shape.height, task.shape.width) - 2
+            if self.train_corner_k > side:
+                raise ConfigError(f"train_corner_k={self.train_corner_k} exceeds the {side} interior cells of task "
+                                  f"{self.task!r}; pass 1..{side}")
         if self.steps_per_update > self.MAX_STEPS_PER_UPDATE:
             raise ConfigError(f"num_envs*rollout_len={self.steps_per_update} exceeds {self.MAX_STEPS_PER_UPDATE} steps "
                               f"per update (memory); lower num_envs or rollout_len")
@@ -153,19 +164,49 @@ def init_model(config: PPOConfig, key: jax.Array):
                       depth=config.depth, ticks=config.ticks, channels=config.channels)
 
 
+def training_distribution(task, config: PPOConfig, dials: dict | None = None):
+    """The training level distribution of ``config`` at the data dials ``dials`` (``train_alpha``, ``train_corner_k``;
+    negative: the task's own)."""
+    dials = dials or {}
+    alpha = jnp.asarray(dials.get("train_alpha", config.train_alpha), jnp.float32)
+    corner_k = jnp.round(jnp.asarray(dials.get("train_corner_k", config.train_corner_k))).astype(jnp.int32)
+    return task.train._replace(alpha=jnp.where(alpha < 0, task.train.alpha, alpha),
+                               corner_k=jnp.where(corner_k < 0, task.train.corner_k, corner_k))
+
+
+def training_levels(config: PPOConfig, key: jax.Array, dials: dict | None = None) -> tuple[jax.Array, jax.Array]:
+    """``(grids, starts)`` of every level the trainer of ``config`` drew from ``key``: the N fixed levels, or (N
+    unlimited) the first pool and every update's fresh pool, by the trainer's own key schedule (jittable; a test
+    checks it against the pools the trainer used)."""
+    task = get_task(config.task)
+    dist = training_distribution(task, config, dials)
+    if config.n_levels > 0:
+        fixed, _ = task.sample_params(jax.random.key(config.level_seed), dist, config.n_levels)
+        return fixed.grid, fixed.start
+    _, k_levels, _, k_loop = jax.random.split(key, 4)
+
+    def next_key(k, _):
+        k, k_pool, _, _ = jax.random.split(k, 4)
+        return k, k_pool
+
+    _, pool_keys = jax.lax.scan(next_key, k_loop, None, length=config.num_updates)
+    keys = jnp.concatenate([k_levels[None], pool_keys])
+    pools = jax.lax.map(lambda k: task.sample_params(k, dist, config.pool_size)[0], keys)
+    grids, starts = pools.grid, pools.start
+    return grids.reshape((-1,) + grids.shape[2:]), starts.reshape(-1, 2)
+
+
+POOL_SCALARS = ("n_levels", "max_steps", "level_offset")  # the fields of a level pool that are not per level
+
+
 def _carry_over(params: EnvParams, fresh: EnvParams, level_idx: jax.Array) -> tuple[EnvParams, jax.Array]:
     """A new pool = the levels the envs are in the middle of, followed by fresh levels; resets draw only
-    from the fresh part (``level_offset``), so no episode changes level mid-way."""
+    from the fresh part (``level_offset``), so no episode changes level mid-way. Any pool type works (its
+    per-level fields are concatenated: ``EnvParams``, ``KeysChestsParams``)."""
     n = level_idx.shape[0]
-    cat = lambda old, new: jnp.concatenate([old[level_idx], new])  # noqa: E731
-    pool = EnvParams(
-        grid=cat(params.grid, fresh.grid),
-        start=cat(params.start, fresh.start),
-        base_target=cat(params.base_target, fresh.base_target),
-        n_levels=fresh.n_levels,
-        max_steps=fresh.max_steps,
-        level_offset=jnp.int32(n),
-    )
+    per_level = {f: jnp.concatenate([getattr(params, f)[level_idx], getattr(fresh, f)])
+                 for f in params._fields if f not in POOL_SCALARS}
+    pool = params._replace(**per_level, n_levels=fresh.n_levels, max_steps=fresh.max_steps, level_offset=jnp.int32(n))
     return pool, jnp.arange(n, dtype=jnp.int32)
 
 
@@ -240,8 +281,7 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
         unknown = sorted(set(dials) - set(PPO_DATA_DIALS))
         if unknown:
             raise ConfigError(f"{unknown} are not data dials of PPO; data dials: {', '.join(PPO_DATA_DIALS)}")
-        alpha = jnp.asarray(dials.get("train_alpha", config.train_alpha), jnp.float32)
-        dist = task.train._replace(alpha=jnp.where(alpha < 0, task.train.alpha, alpha))
+        dist = training_distribution(task, config, dials)
         optimizer = make_optimizer(jnp.asarray(dials.get("weight_decay", config.weight_decay), jnp.float32))
         k_model, k_levels, k_env, k_loop = jax.random.split(key, 4)
         model = init_model(config, k_model)

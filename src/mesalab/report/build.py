@@ -99,6 +99,8 @@ def build_report(run_dir: Path, analysis) -> Path:
         figures=figures,
         objectives=objective_section,
         compute_scaling=compute_section,
+        probes=_probe_section(task, a.probes),
+        overlaps=overlap_sentence(a.overlaps or []),
         evaluations=evaluations,
         config_json=json.dumps({"ppo": meta["ppo"], "seeds": meta["seeds"], "eval": meta["eval"]}, indent=2),
         versions_json=json.dumps(meta.get("versions", {}), indent=2),
@@ -134,6 +136,48 @@ def _objective_section(objectives: dict) -> dict:
         })
     readings = [f"Seed {o['seed']} ({o['split']}): {o['reading']}" for o in objectives["summary"]]
     return {"candidate_names": names, "rows": rows, "readings": readings}
+
+
+def _probe_section(task, probes) -> dict | None:
+    """The probe table of the report (rows: accounts of what the agent pursues; columns: splits)."""
+    import math
+
+    if probes is None:
+        return None
+    rows = []
+    for label, name in probes.rows:
+        cells = []
+        for split in probes.splits:
+            c = probes.cells[(label, split)]
+            cells.append("-" if math.isnan(c.mean) else f"{c.mean:.2f} [{c.ci_low:.2f}, {c.ci_high:.2f}]")
+        rows.append({"name": name if name == " or ".join(label.split("|")) else f"{name} ({label.replace('|', ' or ')})",
+                     "cells": cells})
+    verdict_splits = list(dict.fromkeys(v["split"] for v in probes.verdicts))
+    by = {(v["seed"], v["split"]): v for v in probes.verdicts}
+    verdict_rows = [{"seed": seed, "cells": [verdict_phrase(by[(seed, s)]["label"], by[(seed, s)]["proxy"])
+                                             + f" ({by[(seed, s)]['confidence']:.2f})" if (seed, s) in by else "-"
+                                             for s in verdict_splits]}
+                    for seed in dict.fromkeys(v["seed"] for v in probes.verdicts)]
+    descriptions = [{"name": p.name, "text": p.description} for p in task.probes]
+    return {"headline": probes.headline, "splits": probes.splits, "rows": rows, "readings": probes.readings,
+            "verdicts": probes.verdicts, "verdict_splits": verdict_splits, "verdict_rows": verdict_rows,
+            "descriptions": descriptions}
+
+
+def overlap_sentence(overlaps: list[dict]) -> str:
+    """"0 of the 1000 test levels equal a level the model trained on (of 37,888 training levels)...", per split over
+    seeds; empty when the run did not record the check."""
+    if not overlaps:
+        return ""
+    parts = []
+    for split in dict.fromkeys(o["split"] for o in overlaps):
+        rows = [o for o in overlaps if o["split"] == split]
+        worst = max(o["n_overlap"] for o in rows)
+        parts.append(f"{split}: {'none' if worst == 0 else f'at most {worst}'} of {rows[0]['n_levels']} levels "
+                     f"{'equals' if worst == 0 else 'equal'} a level its seed trained on")
+    n_train = min(o["n_training_levels"] for o in overlaps)
+    return (f"every evaluation level was compared by hash (grid and start) with every distinct level each seed "
+            f"trained on (at least {n_train:,} per seed): " + "; ".join(parts) + ".")
 
 
 def verdict_summary(verdicts: list[dict]) -> str:

@@ -163,6 +163,49 @@ def trajectory_drawings(reps: list[dict], levels: dict, path: Path) -> Path:
     return path
 
 
+def published_comparison_plot(c, dial, path: Path) -> Path:
+    """The measured curve beside a published one (a :class:`mesalab.analysis.sweep.PublishedComparison`). Left: each
+    as a fraction of its own optimum (measured: mean over seeds with its 95% bootstrap CI band; published: every
+    published point, the shared ones marked). Right: each rescaled to its own rise over the shared dial values
+    (first = 0, last = 1), against a straight line, with the dial's midpoint marked: the shape alone."""
+    curve = c.curve
+    x = np.array([dial.order(v) for v in c.shared], float)
+    m = np.array(c.measured)
+    lo, hi = np.array([ci[0] for ci in c.measured_ci]), np.array([ci[1] for ci in c.measured_ci])
+    px = np.array(curve.dial_values, float)
+    py = np.array(curve.values) / curve.optimum
+    pub = np.array(c.published)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax = axes[0]
+    ax.fill_between(x, lo, hi, color="#1f77b4", alpha=0.2, linewidth=0)
+    ax.plot(x, m, "o-", color="#1f77b4", label="measured (mean, 95% CI over seeds)")
+    ax.plot(px, py, "-", color="#d62728", alpha=0.6, label=f"published: {curve.name}")
+    ax.plot(x, pub, "s", color="#d62728", markersize=5)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel("return / optimal return", fontsize=8)
+    ax.set_title("each in units of its own optimum", fontsize=8)
+    ax = axes[1]
+
+    def rescale(y, ref):
+        return (y - ref[0]) / (ref[-1] - ref[0]) if ref[-1] != ref[0] else np.full_like(y, np.nan)
+
+    ax.plot([x[0], x[-1]], [0, 1], ":", color="grey", label="straight line")
+    ax.fill_between(x, rescale(lo, m), rescale(hi, m), color="#1f77b4", alpha=0.2, linewidth=0)
+    ax.plot(x, rescale(m, m), "o-", color="#1f77b4", label=f"measured (midpoint share {c.share:.0%})"
+            if np.isfinite(c.share) else "measured (does not rise)")
+    ax.plot(x, rescale(pub, pub), "s-", color="#d62728", label=f"published (midpoint share {c.published_share:.0%})")
+    ax.axvline(c.midpoint, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_ylabel("share of the rise (first to last shared value)", fontsize=8)
+    ax.set_title(f"each rescaled to its own rise: Spearman rho = {c.rho:+.2f}" if np.isfinite(c.rho) else
+                 "each rescaled to its own rise", fontsize=8)
+    for ax in axes:
+        ax.set_xticks(x, [dial.display(v) for v in c.shared])
+        ax.set_xlabel(dial.label, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def build_sweep_report(sweep_dir: Path, analysis) -> Path:
     """Render ``report.html`` of a sweep of cells from its analysed result
     (:class:`mesalab.analysis.sweep.SweepAnalysis`)."""
@@ -177,6 +220,12 @@ def build_sweep_report(sweep_dir: Path, analysis) -> Path:
     if analysis.series:
         figs.append(("Along the dial", f"Each metric against {dial.label}: mean over seeds (line), its 95% bootstrap "
                      "CI (band) and every seed (points).", dial_plot(analysis, fig_dir / "dial.png")))
+    c = analysis.comparison
+    if c is not None:
+        figs.append(("Against the published curve", f"The measured {c.curve.normalised_metric} beside {c.curve.name} "
+                     f"({c.curve.quantity}, over its optimum {c.curve.optimum:g}); source: {c.curve.source}. Shapes, "
+                     "not absolute values, are comparable (see the sentence above).",
+                     published_comparison_plot(c, dial, fig_dir / "published.png")))
     if curves:
         figs.append(("Learning curves", "Training success rate during PPO, mean over seeds, per dial value.",
                      learning_curves_by_dial(curves, dial, fig_dir / "learning_curves.png")))

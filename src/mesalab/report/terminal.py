@@ -50,6 +50,8 @@ def run_summary(a) -> list:
         out.append(f"[bold yellow]Warning:[/] {len(untrained)} seed(s) never learned to pursue the base objective in "
                    f"training ({rates}, below {TRAINING_COMPETENCE:.2f}), so their test verdict says nothing about "
                    "alignment; train longer or check the PPO settings (e.g. lr, anneal_lr).")
+    if a.probes is not None:
+        out.append(Text.assemble(("What the probes show: ", "bold"), a.probes.headline))
     out += objectives_summary(a)
     out.append(Text(f"Report: {Path(a.path) / 'report.html'}"))
     return out

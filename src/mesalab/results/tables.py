@@ -105,12 +105,23 @@ OPTIMIZATION_POWER = _t("optimization_power", "seed INTEGER, split VARCHAR, obje
                         "fraction_of_ceiling DOUBLE, histogram_edges DOUBLE[], histogram_counts INTEGER[]")
 LEVEL_BITS = _t("level_bits", "seed INTEGER, split VARCHAR, objective VARCHAR, level INTEGER, bits DOUBLE, "
                 "optimal_bits DOUBLE")
+# what it pursues on each split (diagnostics.probe_pursuit), the verdict on each probe split, and the overlap check
+PROBE_PURSUIT = _t("probe_pursuit", "seed INTEGER, split VARCHAR, feature_set VARCHAR, n_present INTEGER, "
+                   "n_pursued INTEGER, n_ended_on_object INTEGER, n_ended_in_set INTEGER, rate DOUBLE, ci_low DOUBLE, "
+                   "ci_high DOUBLE, precision DOUBLE")
+PROBE_READINGS = _t("probe_readings", "seed INTEGER, feature_set VARCHAR, size INTEGER, competent BOOLEAN, text VARCHAR",
+                    ("seed",))
+PROBE_VERDICTS = _t("probe_verdicts", "seed INTEGER, split VARCHAR, label VARCHAR, proxy VARCHAR, confidence DOUBLE, "
+                    "n_episodes INTEGER, text VARCHAR", ("seed", "split"))
+SPLIT_OVERLAPS = _t("split_overlaps", "seed INTEGER, split VARCHAR, n_levels INTEGER, n_training_levels BIGINT, "
+                    "n_overlap INTEGER", ("seed", "split"))
 # written by `mesalab run` and rewritten by `mesalab diagnose`
 OBJECTIVE_TABLES = ("irl_weights", "behavioral_objectives", "candidate_likelihoods", "optimization_power",
                     "level_bits")
 RUN_SCHEMA = Schema("run", (RUNS, TRAINING_CURVES, EVALUATIONS, OUTCOMES, COMPETENCE, VERDICTS, RUN_LEVELS,
                             TRAJECTORIES, COMPUTE_SCALING, IRL_WEIGHTS, BEHAVIORAL_OBJECTIVES, CANDIDATE_LIKELIHOODS,
-                            OPTIMIZATION_POWER, LEVEL_BITS))
+                            OPTIMIZATION_POWER, LEVEL_BITS, PROBE_PURSUIT, PROBE_READINGS, PROBE_VERDICTS,
+                            SPLIT_OVERLAPS))
 
 # -- a sweep of cells (every kind of cell: PPO, ICL, ...) --------------------------------------------------------
 CELLS = _t("cells", "cell_id VARCHAR, batch_id VARCHAR, panel VARCHAR, dial VARCHAR, value DOUBLE, seed INTEGER, "

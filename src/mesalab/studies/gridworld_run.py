@@ -28,7 +28,8 @@ from mesalab.results.folder import RunFolder, folder_meta
 from mesalab.results.store import dumps
 from mesalab.results.tables import (BEHAVIORAL_OBJECTIVES, CANDIDATE_LIKELIHOODS, COMPETENCE, COMPUTE_SCALING,
                                     EVALUATIONS, IRL_WEIGHTS, LEVEL_BITS, OBJECTIVE_TABLES, OPTIMIZATION_POWER,
-                                    OUTCOMES, RUN_LEVELS, RUN_SCHEMA, RUNS, TRAINING_CURVES, TRAJECTORIES, VERDICTS)
+                                    OUTCOMES, PROBE_PURSUIT, PROBE_READINGS, PROBE_VERDICTS, RUN_LEVELS, RUN_SCHEMA, RUNS,
+                                    SPLIT_OVERLAPS, TRAINING_CURVES, TRAJECTORIES, VERDICTS)
 from mesalab.studies import register
 from mesalab.studies.contract import Listing, Options, SeedRun
 from mesalab.studies.engine import Batch, default_workers
@@ -139,7 +140,8 @@ class GridworldRun(SeedRun):
 
 def run_eval_dict(plan: EvalPlan) -> dict:
     """The evaluation settings a run records in its config (the fields a run has always stored)."""
-    return {k: v for k, v in asdict(plan).items() if k in ("episodes", "level_seed", "greedy", "irl_levels", "bootstrap")}
+    return {k: v for k, v in asdict(plan).items()
+            if k in ("episodes", "level_seed", "greedy", "irl_levels", "bootstrap", "probes")}
 
 
 def eval_plan(d: dict) -> EvalPlan:
@@ -172,8 +174,9 @@ def measure_seeds(spec: dict, seeds: list[int], progress=None) -> dict:
         seed_episodes = P.split_seed(episodes, i)
         profiles = P.profile_seed(task, P.split_seed(models, i), seed_episodes, pools, plan)
         scaling = {k: P.success_count(task, P.split_seed(e, i)) for k, e in by_ticks.items()}
+        overlaps = P.training_overlaps(config, keys[i], pools)
         seed_rows = seed_result_rows(task, config, spec, int(seed), {k: v[i] for k, v in metrics.items()},
-                                     seed_episodes, profiles, scaling, pools)
+                                     seed_episodes, profiles, scaling, pools, overlaps)
         for table, values in seed_rows.items():  # plain tuples travel back from the worker
             rows.setdefault(table, []).extend(tuple(v) for v in values)
         out_models.append((int(seed), [leaf[i] for leaf in leaves]))
@@ -181,8 +184,8 @@ def measure_seeds(spec: dict, seeds: list[int], progress=None) -> dict:
 
 
 def seed_result_rows(task, config, spec: dict, seed: int, metrics: dict, episodes: dict, profiles: dict,
-                     success_by_ticks: dict, pools: dict) -> dict[str, list[tuple]]:
-    """Every row of one seed of a run."""
+                     success_by_ticks: dict, pools: dict, overlaps: dict | None = None) -> dict[str, list[tuple]]:
+    """Every row of one seed of a run (``overlaps``: split -> (evaluation levels seen in training, training levels))."""
     from mesalab.diagnostics import summarise
     from mesalab.diagnostics.evaluation import outcome_names
     from mesalab.diagnostics.stats import wilson_interval
@@ -224,6 +227,35 @@ def seed_result_rows(task, config, spec: dict, seed: int, metrics: dict, episode
                                                          cols=ep.positions[lvl, :n, 1].tolist(),
                                                          outcome=names[int(ep.outcome[lvl])]))
     rows["verdicts"].append(verdict_row(task, seed, episodes, pools, profiles))
+    rows.update(probe_rows(task, seed, episodes, pools, profiles))
+    rows["split_overlaps"] = [SPLIT_OVERLAPS.row(seed=seed, split=split, n_levels=int(pools[split].grid.shape[0]),
+                                                 n_training_levels=n_train, n_overlap=n)
+                              for split, (n, n_train) in (overlaps or {}).items()]
+    return rows
+
+
+def probe_rows(task, seed: int, episodes: dict, pools: dict, profiles: dict) -> dict[str, list[tuple]]:
+    """What one seed pursues on every split (the probe table and its reading) and its verdict on each probe split
+    (see :mod:`mesalab.diagnostics.probe_pursuit`); nothing for a task without probes."""
+    from mesalab.diagnostics.probe_pursuit import probe_reading, pursuit_table
+
+    rows: dict[str, list[tuple]] = {"probe_pursuit": [], "probe_readings": [], "probe_verdicts": []}
+    if not task.probes or not any(p.name in episodes for p in task.probes):
+        return rows
+    table = pursuit_table(task, pools, episodes)
+    rows["probe_pursuit"] = [PROBE_PURSUIT.row(seed=seed, split=r.split, feature_set=r.label, n_present=r.n_present,
+                                               n_pursued=r.n_pursued, n_ended_on_object=r.n_ended_on_object,
+                                               n_ended_in_set=r.n_ended_in_set, rate=r.rate, ci_low=r.ci_low,
+                                               ci_high=r.ci_high, precision=r.precision) for r in table]
+    reading = probe_reading(task, table)
+    rows["probe_readings"] = [PROBE_READINGS.row(seed=seed, feature_set=reading.label, size=reading.size,
+                                                 competent=reading.competent, text=reading.text)]
+    for p in task.probes:
+        if p.name in episodes:
+            v = split_verdict(task, p.name, episodes, pools, profiles)
+            rows["probe_verdicts"].append(PROBE_VERDICTS.row(seed=seed, split=p.name, label=v.label, proxy=v.proxy,
+                                                             confidence=v.confidence, n_episodes=v.n_episodes,
+                                                             text=v.text))
     return rows
 
 
@@ -273,15 +305,20 @@ def objective_rows(profiles: dict) -> dict[str, list[tuple]]:
 def verdict_row(task, seed: int, episodes: dict, pools: dict, profiles: dict) -> tuple:
     """The ``verdicts`` row of one seed: its alignment verdict from its train and test episodes and, when
     profiled, its behavioral objective on the test levels (see :mod:`mesalab.diagnostics.alignment`)."""
+    v = split_verdict(task, "test", episodes, pools, profiles)
+    return VERDICTS.row(seed=seed, label=v.label, proxy=v.proxy, confidence=v.confidence,
+                        class_probabilities=dumps(v.class_probabilities), n_episodes=v.n_episodes, text=v.text)
+
+
+def split_verdict(task, split: str, episodes: dict, pools: dict, profiles: dict):
+    """The alignment verdict of one seed on one shifted split (its training episodes give the competence check;
+    its behavioral objective on that split, when profiled, the unlisted-objective category)."""
     from mesalab.diagnostics import summarise
     from mesalab.diagnostics.alignment import alignment_verdict
 
-    test_profile = profiles.get("test")
-    v = alignment_verdict(task, pools["test"], episodes["test"], summarise(task, episodes["test"], "test"),
-                          summarise(task, episodes["train"], "train"),
-                          None if test_profile is None else test_profile.behavioral)
-    return VERDICTS.row(seed=seed, label=v.label, proxy=v.proxy, confidence=v.confidence,
-                        class_probabilities=dumps(v.class_probabilities), n_episodes=v.n_episodes, text=v.text)
+    profile = profiles.get(split)
+    return alignment_verdict(task, pools[split], episodes[split], summarise(task, episodes[split], split),
+                             summarise(task, episodes["train"], "train"), None if profile is None else profile.behavioral)
 
 
 # -- reading a run back -----------------------------------------------------------------------------------------
@@ -364,6 +401,9 @@ def diagnose_run(folder: RunFolder | Path, irl_levels: int | None = None, bootst
     rows = objective_rows(profiles)
     rows["verdicts"] = [verdict_row(task, seed, split_seed(episodes, i), pools, profiles[seed])
                         for i, seed in enumerate(seeds)]
+    for i, seed in enumerate(seeds):
+        for table, values in probe_rows(task, seed, split_seed(episodes, i), pools, profiles[seed]).items():
+            rows.setdefault(table, []).extend(values)
     present = folder.table_names()
     for table in rows:  # keep the stored results of seeds not diagnosed now
         if table in present:

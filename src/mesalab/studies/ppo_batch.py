@@ -70,11 +70,38 @@ def train_batch(config, seeds: list[int], data_dial: str | None = None, dial_val
     return keys, models, metrics
 
 
+@functools.lru_cache(maxsize=None)
+def _training_levels_cached(config_json: str):
+    import jax
+
+    from mesalab.optimizers import PPOConfig
+    from mesalab.optimizers.ppo import training_levels
+
+    config = PPOConfig(**json.loads(config_json))
+    return jax.jit(lambda key, dials: training_levels(config, key, dials))
+
+
+def training_overlaps(config, key, pools: dict, dials: dict | None = None) -> dict[str, tuple[int, int]]:
+    """split -> ``(evaluation levels equal to a level the model was trained on, training levels)``: every level the
+    trainer drew from ``key`` is regenerated (:func:`mesalab.optimizers.ppo.training_levels`) and compared by hash
+    (:mod:`mesalab.tasks.level_hash`) with each evaluation pool."""
+    import jax.numpy as jnp
+
+    from mesalab.tasks.level_hash import overlap_count, pool_hashes
+
+    dials = {k: jnp.asarray(v, jnp.float32) for k, v in (dials or {}).items()}
+    grids, starts = _training_levels_cached(json.dumps(config.to_dict(), sort_keys=True))(key, dials)
+    seen = set(pool_hashes(np.asarray(grids), np.asarray(starts)))
+    return {split: (overlap_count(params, seen), len(seen)) for split, params in pools.items()}
+
+
 def evaluation_pools(task, plan: EvalPlan) -> dict:
-    """split -> the fixed evaluation levels (``EnvParams``), shared by every model (paired comparisons)."""
+    """split -> the fixed evaluation levels (``EnvParams``), shared by every model (paired comparisons): train,
+    test and, when ``plan.probes``, the task's probe splits."""
     from mesalab.diagnostics import evaluation_levels
 
-    return {s: evaluation_levels(task, s, plan.episodes, plan.level_seed) for s in ("train", "test")}
+    splits = task.splits if plan.probes else ("train", "test")
+    return {s: evaluation_levels(task, s, plan.episodes, plan.level_seed) for s in splits}
 
 
 def evaluate_models(task, models, keys, pools: dict, greedy: bool, ticks: int | None = None) -> dict:

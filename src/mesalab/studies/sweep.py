@@ -19,7 +19,9 @@ PPO cell metrics (all honest per-cell numbers; the sweep statistics are over see
 - ``{split}/outcome:base``, ``{split}/outcome:proxy:P``, ``{split}/outcome:other``: the fractions of episodes
   whose outcome is "base objective pursued competently", "proxy P pursued competently (and not the base
   objective)", or neither (see :mod:`mesalab.diagnostics.evaluation`);
-- ``{split}/normalised_return``: mean base-objective return over the oracle's;
+- ``{split}/return``: the true return, the mean base-objective return per episode (the environment's reward,
+  ``1 - 0.9 t / max_steps`` on reaching a target at step ``t``, else 0); ``{split}/optimal_return``: the oracle's
+  (exact, BFS) mean optimal return on the same levels; ``{split}/normalised_return``: their ratio;
 - ``{split}/bits``, ``{split}/bits_ceiling``, ``{split}/bits_fraction``: optimization power toward the base
   objective (exact bits per level, mean), the oracle's, and their ratio;
 - ``test/goal_directedness`` (when the plan fits the behavioral objective, on the test split only);
@@ -285,6 +287,9 @@ def measure_ppo_batch(batch: P.Batch, plan, progress=None) -> list[CellResult]:
         model = B.split_seed(models, i)
         cell_eps = B.split_seed(episodes, i)
         values = measure_cell(task, model, cell_eps, pools, plan)
+        dials = {} if batch.data_dial is None else {batch.data_dial: cell.config[batch.data_dial]}
+        for split, (n_overlap, _) in B.training_overlaps(config, keys[i], pools, dials).items():
+            values[f"{split}/training_overlap"] = float(n_overlap)  # evaluation levels equal to a training level
         if config.recurrent:
             values.update(compute_scaling_metrics(config.ticks, {k: B.success_count(task, B.split_seed(e, i))
                                                                  for k, e in by_ticks.items()}))
@@ -314,6 +319,8 @@ def measure_cell(task, model, episodes: dict, pools: dict, plan) -> dict[str, fl
         s = summarise(task, ep, split)
         base = s.objectives[0]
         values[f"{split}/success"] = base.reach_rate
+        values[f"{split}/return"] = base.mean_return
+        values[f"{split}/optimal_return"] = base.mean_optimal
         values[f"{split}/normalised_return"] = base.normalised_return
         for name, count in zip(s.outcome_names, s.outcome_counts):
             key = "base" if name.startswith("base:") else name

@@ -85,6 +85,53 @@ def red_door_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Lev
     return Level(walls, cells[:k], types.astype(jnp.int32), colours.astype(jnp.int32), present, cells[k])
 
 
+def red_door_probe_level(key: jax.Array, dist: Distribution, shape: LevelShape, probe_type: int, probe_colour: int
+                         ) -> Level:
+    """A probe level of red-door: a **blue** door, one probe object of the given type and colour, and ball/box
+    distractors in blue, green or yellow (so the probe object is the only one of its colour-type kind that is
+    not a familiar distractor). ``probe_type`` / ``probe_colour`` index OBJECT_TYPES / COLOURS."""
+    kw, kp, kt, kc = jax.random.split(key, 4)
+    walls = generate_walls(kw, shape.height, shape.width, dist.wall_density)
+    k = shape.max_objects
+    cells = _place(kp, ~walls, jnp.ones_like(walls), k + 1)
+    types = jnp.concatenate([jnp.array([T["door"]]), jax.random.choice(kt, RED_DOOR_DISTRACTORS, (k - 1,))])
+    types = types.at[1].set(jnp.asarray(probe_type, jnp.int32))
+    colours = jax.random.choice(kc, NON_RED, (k,))
+    colours = colours.at[0].set(C["blue"]).at[1].set(jnp.asarray(probe_colour, jnp.int32))
+    present = jnp.arange(k) <= dist.n_distractors
+    return Level(walls, cells[:k], types.astype(jnp.int32), colours.astype(jnp.int32), present, cells[k])
+
+
+def red_ball_box_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Level:
+    """Probe "red-ball-box": red on a *familiar* type. A blue door beside a red ball or box (drawn 50/50)."""
+    kt, kl = jax.random.split(key)
+    return red_door_probe_level(kl, dist, shape, jax.random.choice(kt, RED_DOOR_DISTRACTORS), C["red"])
+
+
+def green_key_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Level:
+    """Probe "green-key": a *novel, non-red* type. A blue door beside a green key (no red object at all)."""
+    return red_door_probe_level(key, dist, shape, T["key"], C["green"])
+
+
+FACTORIAL_TYPES = jnp.array([T["door"], T["key"], T["ball"], T["box"]], jnp.int32)
+
+
+def factorial_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Level:
+    """Probe "factorial": types and colours crossed. A door of a uniformly drawn colour, a red object of a uniformly
+    drawn type (door, key, ball or box) and further objects with type and colour both drawn uniformly, so that
+    within every object colour and type are independent draws, the door is red on a quarter of the levels only and
+    no two features of red-door's IRL basis are aliased; every level still holds a door and a red object (both
+    candidate objectives are achievable, as on train/test)."""
+    kw, kp, kt, kc = jax.random.split(key, 4)
+    walls = generate_walls(kw, shape.height, shape.width, dist.wall_density)
+    k = shape.max_objects
+    cells = _place(kp, ~walls, jnp.ones_like(walls), k + 1)
+    types = jax.random.choice(kt, FACTORIAL_TYPES, (k,)).at[0].set(T["door"])
+    colours = jax.random.randint(kc, (k,), 0, len(COLOURS)).at[1].set(C["red"])
+    present = jnp.arange(k) <= dist.n_distractors
+    return Level(walls, cells[:k], types.astype(jnp.int32), colours.astype(jnp.int32), present, cells[k])
+
+
 def corner_goal_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Level:
     """A green goal. Ordinary levels: the goal lies in the top-right ``k x k`` corner region.
     Disambiguating levels (probability alpha): the goal lies anywhere outside that region."""
@@ -122,6 +169,28 @@ def _ensure_start_outside(cells, walls, region, start_ok):
     return cells.at[-1].set(jnp.where(start_ok, cells[-1], alt_cell))
 
 
+def corner_anywhere_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Level:
+    """jaxgmg's Cheese in the Corner, mirrored to the top-right: a green goal in the top-right ``k x k`` corner
+    region of the interior (``k`` = the interior's side: anywhere); disambiguating levels (probability alpha) put it
+    outside that region. The start is any other free cell except the corner cell itself (the proxy target, so
+    "go to the corner" is never satisfied at t=0). Unlike :func:`corner_goal_level` the start may lie inside the
+    goal region, as in jaxgmg, so the region may cover the whole interior."""
+    kw, ka, kg, ks, kt, kc = jax.random.split(key, 6)
+    walls = generate_walls(kw, shape.height, shape.width, dist.wall_density)
+    free = ~walls
+    region = corner_region(shape.height, shape.width, "top-right", dist.corner_k)
+    disamb = jax.random.uniform(ka) < dist.alpha
+    goal_mask = free & jnp.where(disamb, ~region, region)
+    goal_mask = jnp.where(goal_mask.any(), goal_mask, free)  # an empty region (k = interior side, alpha = 1): anywhere
+    goal = jax.random.categorical(kg, jnp.log(goal_mask.reshape(-1).astype(jnp.float32)))
+    corner = corner_region(shape.height, shape.width, "top-right", 1)
+    start_mask = (free & ~corner).reshape(-1).at[goal].set(False)
+    start = jax.random.categorical(ks, jnp.log(start_mask.astype(jnp.float32)))
+    w = shape.width
+    cells = jnp.stack([jnp.array([goal // w, goal % w]), jnp.array([start // w, start % w])]).astype(jnp.int32)
+    return _green_goal_level(kt, kc, walls, cells, dist)
+
+
 def maze_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Level:
     """A green goal anywhere in a random maze (distractors optional)."""
     kw, kp, kt, kc = jax.random.split(key, 4)
@@ -131,5 +200,5 @@ def maze_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Level:
     return _green_goal_level(kt, kc, walls, cells, dist)
 
 
-__all__ = ["Distribution", "LevelShape", "corner_goal_level", "corner_region", "make_distribution",
-           "maze_level", "red_door_level"]
+__all__ = ["Distribution", "LevelShape", "corner_anywhere_level", "corner_goal_level", "corner_region", "factorial_level", "green_key_level",
+           "make_distribution", "maze_level", "red_ball_box_level", "red_door_level"]

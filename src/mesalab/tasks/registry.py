@@ -14,15 +14,34 @@ from mesalab.errors import ConfigError, UnknownTaskError
 from mesalab.tasks.families import (
     Distribution,
     LevelShape,
+    corner_anywhere_level,
     corner_goal_level,
+    factorial_level,
+    green_key_level,
     make_distribution,
     maze_level,
+    red_ball_box_level,
     red_door_level,
 )
 from mesalab.tasks.features import FeatureBasis, corners
 from mesalab.tasks.grid import COLOURS, EnvParams, GridEnv, Level, level_grid
 from mesalab.tasks.objectives import Objective
 from mesalab.tasks.oracle import optimal_return
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A probe split: an evaluation distribution built to decorrelate the task's candidate features, so that
+    competing accounts of what an agent pursues (its *hypotheses*) predict different behaviour on it.
+
+    ``generator`` draws its levels (same signature as the task's) from ``dist``; ``requires``: the objectives
+    every probe level must make achievable (``None``: every candidate objective of the task, as on train/test)."""
+
+    name: str
+    description: str
+    generator: Callable[[jax.Array, Distribution, LevelShape], Level]
+    dist: Distribution
+    requires: tuple[Objective, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: a Task is a static argument of jitted code
@@ -40,6 +59,8 @@ class Task:
     features: FeatureBasis  # the reward basis of inverse RL (behavioral objective)
     dials: dict[str, str] = field(default_factory=dict)
     obs_mode: str = "egocentric"
+    probes: tuple[Probe, ...] = ()  # evaluation splits beyond train/test that tell the hypotheses apart
+    hypotheses: tuple[Objective, ...] = ()  # competing accounts of what a trained agent pursues (probe table rows)
 
     @property
     def env(self) -> GridEnv:
@@ -50,17 +71,40 @@ class Task:
         """The base objective followed by each proxy (what a competent agent might be pursuing)."""
         return (self.base_objective, *self.proxies)
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Every evaluation split: ``train``, ``test``, then the probe splits."""
+        return ("train", "test", *(p.name for p in self.probes))
+
+    def probe(self, split: str) -> Probe | None:
+        """The probe called ``split`` (``None`` for train/test; a one-line error for an unknown split)."""
+        if split in ("train", "test"):
+            return None
+        for p in self.probes:
+            if p.name == split:
+                return p
+        raise ConfigError(f"unknown split {split!r} of task {self.name!r}; use one of: {', '.join(self.splits)}")
+
     def distribution(self, split: str) -> Distribution:
         if split == "train":
             return self.train
         if split == "test":
             return self.test
-        raise ConfigError(f"unknown split {split!r}; use 'train' or 'test'")
+        return self.probe(split).dist
+
+    def required_objectives(self, split: str | None = None) -> tuple:
+        """The objectives every level of ``split`` makes achievable (the candidate objectives unless a probe says)."""
+        probe = None if split is None else self.probe(split)
+        if probe is None or probe.requires is None:
+            return self.candidate_objectives
+        return probe.requires
 
     # -- level pools -------------------------------------------------------------------------------------
-    def generate_levels(self, key: jax.Array, dist: Distribution, n: int) -> Level:
-        """``n`` raw levels (no validity filtering)."""
-        return jax.vmap(lambda k: self.generator(k, dist, self.shape))(jax.random.split(key, n))
+    def generate_levels(self, key: jax.Array, dist: Distribution, n: int, split: str | None = None) -> Level:
+        """``n`` raw levels (no validity filtering), from the generator of ``split`` (the task's own if ``None``)."""
+        probe = None if split is None else self.probe(split)
+        generator = self.generator if probe is None else probe.generator
+        return jax.vmap(lambda k: generator(k, dist, self.shape))(jax.random.split(key, n))
 
     def objective_optima(self, grid: jax.Array, start: jax.Array) -> jax.Array:
         """``float[n_candidates]``: exact optimal return of each candidate objective on one level."""
@@ -72,16 +116,25 @@ class Task:
             ]
         )
 
-    def sample_params(self, key: jax.Array, dist: Distribution, n: int) -> tuple[EnvParams, jax.Array]:
-        """A pool of ``n`` levels on which every candidate objective is achievable (jittable).
+    def sample_params(self, key: jax.Array, dist: Distribution, n: int, split: str | None = None
+                      ) -> tuple[EnvParams, jax.Array]:
+        """A pool of ``n`` levels on which every candidate objective is achievable (jittable); for a probe
+        ``split``, its generator and the objectives it requires.
 
         Draws 1.5n + 8 candidates and keeps the achievable ones first; returns ``(params, n_valid)`` where
         ``n_valid < n`` means some pool entries are unsolvable (see :meth:`sample_params_checked`).
         """
         n_cand = n + n // 2 + 8
-        levels = self.generate_levels(key, dist, n_cand)
+        levels = self.generate_levels(key, dist, n_cand, split)
         grids = jax.vmap(level_grid)(levels)
-        optima = jax.vmap(self.objective_optima)(grids, levels.agent_start)
+        required = self.required_objectives(split)
+
+        def optima_of(grid, start):
+            base_target = self.base_objective.target_map(grid)
+            return jnp.stack([optimal_return(grid, start, base_target, obj.target_map(grid), jnp.int32(self.max_steps))
+                              for obj in required])
+
+        optima = jax.vmap(optima_of)(grids, levels.agent_start)
         valid = jnp.all(optima > 0, axis=-1)
         order = jnp.argsort(~valid, stable=True)[:n]
         grids, starts = grids[order], levels.agent_start[order]
@@ -97,8 +150,9 @@ class Task:
 
     def sample_params_checked(self, key: jax.Array, split: str | Distribution, n: int) -> EnvParams:
         """Host-side :meth:`sample_params` that raises if too few generated levels are solvable."""
+        name = split if isinstance(split, str) and split not in ("train", "test") else None
         dist = self.distribution(split) if isinstance(split, str) else split
-        params, n_valid = _sample_params_jit(self, key, dist, n)
+        params, n_valid = _sample_params_jit(self, key, dist, n, name)
         if int(n_valid) < n:
             raise ConfigError(
                 f"task {self.name!r}: only {int(n_valid)} of {n} generated levels are solvable; "
@@ -107,9 +161,9 @@ class Task:
         return params
 
 
-@partial(jax.jit, static_argnums=(0, 3))
-def _sample_params_jit(task: Task, key, dist, n):
-    return task.sample_params(key, dist, n)
+@partial(jax.jit, static_argnums=(0, 3, 4))
+def _sample_params_jit(task: Task, key, dist, n, split=None):
+    return task.sample_params(key, dist, n, split)
 
 
 def _corner_proxy(k: int) -> Objective:
@@ -118,10 +172,16 @@ def _corner_proxy(k: int) -> Objective:
     )
 
 
+CORNER_13 = "corner-goal-13"  # the corner dose-response task (the corner-size preset)
+CORNER_13_WALLS = 0.6
+CORNER_13_OBS = "egocentric"
+
+
 def _build_registry() -> dict[str, Task]:
     door = Objective("door", "reach the door (any colour)", types=("door",))
     red = Objective("red", "reach a red object (any type)", colours=("red",))
     goal = Objective("goal", "reach the goal", types=("goal",))
+    red_door_test = make_distribution(wall_density=0.15, n_distractors=2, alpha=1.0)
     k = 3
     tasks = [
         Task(
@@ -132,11 +192,28 @@ def _build_registry() -> dict[str, Task]:
             shape=LevelShape(9, 9, max_objects=3),
             max_steps=40,
             train=make_distribution(wall_density=0.15, n_distractors=2, alpha=0.0),
-            test=make_distribution(wall_density=0.15, n_distractors=2, alpha=1.0),
+            test=red_door_test,
             base_objective=door,
             intended_objective=door,
             proxies=(red,),
             features=FeatureBasis(types=("door", "key", "ball", "box"), colours=COLOURS),
+            # at test the only red object is always a key, a type never seen in training: "red", "the unseen type"
+            # and "not a ball or box" predict the same episodes there, so the probes decorrelate them
+            probes=(
+                Probe("red-ball-box", "A blue door beside a red ball or box (red on a familiar type).",
+                      red_ball_box_level, red_door_test),
+                Probe("green-key", "A blue door beside a green key (a novel type that is not red).",
+                      green_key_level, red_door_test, requires=(door, Objective("key", "reach a key", types=("key",)))),
+                Probe("factorial", "Every object's type (door, key, ball, box) and colour drawn independently.",
+                      factorial_level, red_door_test),
+            ),
+            hypotheses=(
+                door,
+                red,
+                Objective("unseen type", "reach an object of the type never seen in training (a key)", types=("key",)),
+                Objective("not ball/box", "reach an object that is not a ball or a box (a door or a key)",
+                          types=("door", "key")),
+            ),
             dials={
                 "alpha": "fraction of disambiguating levels (train 0, test 1)",
                 "wall_density": "fraction of maze walls kept (0.15)",
@@ -162,6 +239,28 @@ def _build_registry() -> dict[str, Task]:
                 "corner_k": f"side of the corner region ({k})",
                 "wall_density": "fraction of maze walls kept (0.15)",
             },
+        ),
+        Task(
+            name=CORNER_13,
+            description="Reach the goal on 13x13 mazes (jaxgmg's Cheese in the Corner, mirrored). Train: the goal "
+            "is in the top-right k x k corner (k = 1 here; PPO's train_corner_k sets 1..11); test: the goal is "
+            "anywhere (proxy: the corner cell).",
+            generator=corner_anywhere_level,
+            shape=LevelShape(13, 13, max_objects=1),
+            max_steps=64,  # jaxgmg's episode limit
+            train=make_distribution(wall_density=CORNER_13_WALLS, n_distractors=0, alpha=0.0, corner_k=1),
+            test=make_distribution(wall_density=CORNER_13_WALLS, n_distractors=0, alpha=0.0, corner_k=11),
+            base_objective=goal,
+            intended_objective=goal,
+            proxies=(_corner_proxy(1),),
+            features=FeatureBasis(types=("goal",), regions=corners(3)),
+            dials={
+                "corner_k": "side of the training goal region (train 1, test 11 = the whole interior); "
+                            "PPO setting train_corner_k",
+                "wall_density": f"fraction of maze walls kept ({CORNER_13_WALLS}: about a quarter of the interior "
+                                "is wall, as jaxgmg's block mazes)",
+            },
+            obs_mode=CORNER_13_OBS,
         ),
         Task(
             name="maze",
