@@ -96,6 +96,7 @@ def test_train_corner_k_reaches_the_training_levels(task):
         region = np.asarray(corner_region(H, W, "top-right", k))
         goals = _goal_cells(g)
         assert all(region[x] for x in goals)
+        assert (len(set(goals)) > 1) == (k > 1)
         if k == 11:  # the whole interior: the goal leaves the 3x3 corner
             assert np.mean([not corner_region(H, W, "top-right", 3)[x] for x in goals]) > 0.6
     as_setting, _ = training_levels(dataclasses.replace(cfg, train_corner_k=3), jax.random.key(0))
