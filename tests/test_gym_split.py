@@ -41,7 +41,9 @@ def test_old_shared_key_behaviour_is_gone(pools, name):
     tw, ts = _walls_and_starts(train)
     ew, es = _walls_and_starts(test)
     ow, os_ = _walls_and_starts(old_test)
-    old_same = np.all(tw == ow, axis=(1, 2)) & np.all(ts == os_, axis=1)
+    # matched as sets of (walls, start): solvability filtering shifts the later levels of a pool by one index
+    old_levels = {(w.tobytes(), s.tobytes()) for w, s in zip(ow, os_)}
+    old_same = np.array([(w.tobytes(), s.tobytes()) in old_levels for w, s in zip(tw, ts)])
     assert old_same.sum() >= N * 9 // 10  # the defect, reproduced on the old key scheme
     same = np.all(tw == ew, axis=(1, 2)) & np.all(ts == es, axis=1)
     assert same.sum() <= N // 32

@@ -121,7 +121,8 @@ def test_soft_policy_equals_numpy_backward_recursion_at_random_rewards(name):
             got = np.asarray(soft(jnp.asarray(urgent, jnp.float32), jnp.asarray(plain, jnp.float32), mdp, horizon))
             want = soft_policy_log_probs_np(urgent, plain, nflat, term, horizon).reshape(got.shape)
             act = free & ~term  # cells the agent can act from
-            np.testing.assert_allclose(got[:, :, act], want[:, :, act], rtol=1e-4, atol=2e-4,
+            # float32 rounding accumulates over the horizon's backward steps (the reference is float64)
+            np.testing.assert_allclose(got[:, :, act], want[:, :, act], rtol=1e-4, atol=2e-4 * max(1.0, horizon / 32),
                                        err_msg=f"{name} level {i} T={horizon}")
             # the rewards matter: far from the uniform policy somewhere
             assert np.abs(want[:, :, act] + np.log(4.0)).max() > 0.3
