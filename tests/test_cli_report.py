@@ -92,7 +92,7 @@ def test_diagnose_with_the_runs_own_settings_reproduces_its_stored_rows(run_dir,
     import duckdb
 
     tables = ("irl_weights", "behavioral_objectives", "candidate_likelihoods", "optimization_power", "level_bits",
-              "verdicts")
+              "verdicts", "probe_readings", "probe_verdicts")
     d = tmp_path / "same"
     shutil.copytree(run_dir, d)
 
@@ -123,14 +123,20 @@ def test_run_folder_contents(run_dir):
     n = con.execute("SELECT DISTINCT n_episodes FROM evaluations").fetchall()
     assert n == [(60,)]
     splits = {r[0] for r in con.execute("SELECT DISTINCT split FROM evaluations").fetchall()}
-    assert splits == {"train", "test"}
+    assert splits == {"train", "test", "red-ball-box", "green-key", "factorial"}  # red-door's probe splits too
     assert con.execute("SELECT count(*) FROM training_curves WHERE metric='success_rate'").fetchone()[0] == 2 * 8
-    # every run carries its objective profile: 2 seeds x 2 splits, finite numbers, one bits row per level
-    assert con.execute("SELECT count(*) FROM behavioral_objectives").fetchone()[0] == 4
+    # every run carries its objective profile: 2 seeds x 5 splits, finite numbers, one bits row per level
+    assert con.execute("SELECT count(*) FROM behavioral_objectives").fetchone()[0] == 10
     assert con.execute("SELECT count(*) FROM behavioral_objectives WHERE isnan(goal_directedness) OR "
                        "isnan(fitted_ll) OR goal_directedness < 0 OR goal_directedness > 1").fetchone()[0] == 0
     assert con.execute("SELECT count(*) FROM irl_weights WHERE isnan(normalised) OR isnan(ci_low)").fetchone()[0] == 0
-    assert con.execute("SELECT count(*) FROM level_bits").fetchone()[0] == 2 * 2 * 2 * 60  # seeds, splits, objectives
+    assert con.execute("SELECT count(*) FROM level_bits").fetchone()[0] == 2 * 5 * 2 * 60  # seeds, splits, objectives
+    # what each seed pursues: one reading per seed, a verdict per probe split, the overlap check per split
+    assert con.execute("SELECT count(*) FROM probe_readings").fetchone()[0] == 2
+    assert con.execute("SELECT count(DISTINCT split) FROM probe_pursuit").fetchone()[0] == 5
+    assert con.execute("SELECT count(*) FROM probe_verdicts").fetchone()[0] == 2 * 3
+    assert con.execute("SELECT count(*), sum(n_overlap) FROM split_overlaps").fetchone() == (2 * 5, 0)
+    assert con.execute("SELECT count(*) FROM epic_distances WHERE split = 'test' AND isnan(distance)").fetchone()[0] == 0
     # an agent can never beat the shortest path, so its bits never exceed the ceiling
     assert con.execute("SELECT count(*) FROM level_bits WHERE isnan(bits) OR bits < 0 "
                        "OR bits > optimal_bits + 1e-3").fetchone()[0] == 0
@@ -150,7 +156,7 @@ def test_diagnose_recomputes_objectives_of_chosen_seeds(run_dir, tmp_path):
     con = duckdb.connect(str(d / "results.duckdb"), read_only=True)
     assert con.execute("SELECT * FROM behavioral_objectives WHERE seed = 0 ORDER BY split").fetchall() == before
     assert con.execute("SELECT DISTINCT n_levels FROM behavioral_objectives WHERE seed = 1").fetchall() == [(30,)]
-    assert con.execute("SELECT count(*) FROM behavioral_objectives").fetchone()[0] == 4
+    assert con.execute("SELECT count(*) FROM behavioral_objectives").fetchone()[0] == 10  # 2 seeds x 5 splits
     con.close()
     assert "Objectives: what is it optimizing?" in (d / "report.html").read_text()
     for args, pattern in [(["--seed", "7"], "not in this run"), (["--levels", "500"], "exceeds the run's 60"),
@@ -244,7 +250,7 @@ def test_loaded_checkpoints_reproduce_the_runs_stored_evaluation(run_dir, tmp_pa
     (logits, value), acts = models[0](jax.numpy.zeros(task.env.obs_shape, bool))
     assert logits.shape == (4,) and "hidden_0" in acts
     rows, paths = _replayed_evaluations(task, models, seeds, settings)
-    assert rows.keys() == stored.keys() and len(rows) == 2 * 2 * 2
+    assert rows.keys() == stored.keys() and len(rows) == 2 * 5 * 2  # seeds, splits (train, test, 3 probes), objectives
     for k, v in stored.items():
         assert rows[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
     assert paths == stored_paths
@@ -296,7 +302,7 @@ def test_interrupted_run_leaves_no_results_database(tmp_path):
 def test_report_renders_in_headless_chromium_with_every_figure(chromium, run_dir, tmp_path):
     """Its own test: skips at its start without Chromium (fails with MESALAB_REQUIRE_CHROMIUM=1)."""
     loaded, total = figures_loaded_in_chromium(run_dir / "report.html", tmp_path, chromium)
-    assert total == 7 and loaded == total  # 5 shift figures + IRL weights + optimization power
+    assert total == 8 and loaded == total  # 5 shift figures + probe pursuit + IRL weights + optimization power
 
 
 def test_report_embeds_every_figure_as_a_well_formed_png(run_dir):
@@ -304,7 +310,7 @@ def test_report_embeds_every_figure_as_a_well_formed_png(run_dir):
     the page script that reports how many loaded."""
     html = (run_dir / "report.html").read_text()
     sizes = embedded_figures(html)
-    assert len(sizes) == 7 and all(w > 100 and h > 100 for w, h in sizes), sizes
+    assert len(sizes) == 8 and all(w > 100 and h > 100 for w, h in sizes), sizes
     assert "data-figures-loaded" in html
 
 

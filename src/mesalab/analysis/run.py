@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mesalab.analysis.events import EventSummary, event_summary
+
 ORDER = {"training_curves": "seed, update_index", "evaluations": "seed, split DESC, is_base DESC, objective",
          "outcomes": "seed", "verdicts": "seed", "levels": "split, level",
          "behavioral_objectives": "split DESC, seed", "irl_weights": "seed, split, position",
          "candidate_likelihoods": "split DESC, seed, candidate", "optimization_power": "split DESC, seed, objective",
+         "epic_distances": "seed, split, candidate",
          "compute_scaling": "seed, ticks", "probe_pursuit": "seed, split, feature_set", "probe_readings": "seed",
          "probe_verdicts": "seed, split", "split_overlaps": "seed, split"}
 
@@ -29,6 +32,7 @@ class RunAnalysis:
     scaling: list[dict]
     probes: "ProbeSummary | None" = None  # what the seeds pursue on every split (None: the task has no probes)
     overlaps: list[dict] | None = None  # per seed and split: evaluation levels equal to a training level
+    events: "EventSummary | None" = None  # keys-chests: event rates per split across seeds (None: no events)
 
     @property
     def n_seeds(self) -> int:
@@ -55,13 +59,13 @@ def analyse_run(folder) -> RunAnalysis:
         raise CorruptRunError(f"{folder.meta_path} is malformed ({type(e).__name__}: {e}); rerun `mesalab run`") from None
     t = folder.tables("training_curves", "evaluations", "outcomes", "competence", "verdicts", "levels", "trajectories",
                       "behavioral_objectives", "irl_weights", "candidate_likelihoods", "optimization_power",
-                      "level_bits", "compute_scaling", "probe_pursuit", "probe_readings", "probe_verdicts",
-                      "split_overlaps", order=ORDER)
+                      "level_bits", "epic_distances", "compute_scaling", "probe_pursuit", "probe_readings", "probe_verdicts",
+                      "split_overlaps", "event_rates", order=ORDER)
     objectives = None
     if t["behavioral_objectives"]:
         objectives = {"summary": t["behavioral_objectives"], "weights": t["irl_weights"],
                       "candidates": t["candidate_likelihoods"], "bits": t["optimization_power"],
-                      "level_bits": t["level_bits"]}
+                      "level_bits": t["level_bits"], "epic": t["epic_distances"]}
     if not t["verdicts"]:
         raise CorruptRunError(f"{folder.path} holds no finished seed yet; run `mesalab run` with the same options to "
                               "resume it")
@@ -70,7 +74,7 @@ def analyse_run(folder) -> RunAnalysis:
         probes = probe_summary(task, t["probe_pursuit"], t["probe_readings"], t["probe_verdicts"])
     return RunAnalysis(folder.path, meta, task, t["training_curves"], t["evaluations"], t["outcomes"], t["competence"],
                        t["verdicts"], t["levels"], t["trajectories"], objectives, t["compute_scaling"], probes,
-                       t["split_overlaps"])
+                       t["split_overlaps"], event_summary(t["event_rates"]))
 
 
 @dataclass

@@ -9,6 +9,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mesalab.diagnostics.verdict import verdict_phrase
 from mesalab.report import figures as F
+from mesalab.report.events import events_section
 from mesalab.report.html import inline_figures, write_html_atomic
 
 
@@ -42,6 +43,12 @@ def build_report(run_dir: Path, analysis) -> Path:
         ("Trajectories on test levels", f"Seed {first_seed}; circle = start, x = end.",
          F.trajectories(levels, trajs, "test", first_seed, fig_dir / "trajectories_test.png")),
     ]
+    if a.probes is not None:
+        figs.append(("What does it pursue? (probe splits)", "For each account of what the agent pursues (the task's "
+                     "hypotheses and the set its reading names) and each split: the share of episodes reaching one of "
+                     "its targets within twice the shortest path, over the levels where one is achievable; mean over "
+                     "seeds with a 95% bootstrap interval over seeds (one seed: its Wilson interval).",
+                     F.probe_pursuit(a.probes, fig_dir / "probe_pursuit.png")))
     if objectives is not None:
         figs += [
             ("Behavioral objective (IRL weights)", "Reward weights of exact maximum-causal-entropy IRL, normalised "
@@ -100,6 +107,7 @@ def build_report(run_dir: Path, analysis) -> Path:
         objectives=objective_section,
         compute_scaling=compute_section,
         probes=_probe_section(task, a.probes),
+        events=None if a.events is None else events_section(a.events),
         overlaps=overlap_sentence(a.overlaps or []),
         evaluations=evaluations,
         config_json=json.dumps({"ppo": meta["ppo"], "seeds": meta["seeds"], "eval": meta["eval"]}, indent=2),
@@ -116,6 +124,9 @@ def _objective_section(objectives: dict) -> dict:
     bits = {}
     for b in objectives["bits"]:
         bits.setdefault((b["seed"], b["split"]), []).append(b)
+    epic = {}
+    for e in objectives.get("epic", []):
+        epic.setdefault((e["seed"], e["split"]), []).append(e)
     names = list(dict.fromkeys(c["candidate"] for c in objectives["candidates"]))
     rows = []
     for o in objectives["summary"]:
@@ -132,6 +143,8 @@ def _objective_section(objectives: dict) -> dict:
             "bits": [f"{b['objective']}: {b['mean_bits']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}] of "
                      f"{b['optimal_mean_bits']:.2f}" for b in bits.get(key, [])],
             "aliases": ", ".join("=".join(a) for a in json.loads(o["aliases"])) or "none",
+            "epic": [f"{e['candidate']}: " + ("-" if e["distance"] != e["distance"] else
+                     f"{e['distance']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}]") for e in epic.get(key, [])],
             "n_levels": o["n_levels"], "n_actions": o["n_actions"],
         })
     readings = [f"Seed {o['seed']} ({o['split']}): {o['reading']}" for o in objectives["summary"]]

@@ -330,3 +330,30 @@ def compute_gain_sentence(rows: list[dict]) -> str:
     return (f"Trained with {trained} tick(s) per step, the recurrent agents succeed on {at_t[0]:.2f} "
             f"[{at_t[1]:.2f}, {at_t[2]:.2f}] of test levels; with {2 * trained} ticks the change is {mean:+.3f} "
             f"[{lo:+.3f}, {hi:+.3f}] (mean over {len(seeds)} seed(s), 95% bootstrap interval): {reading}.")
+
+
+def probe_pursuit(probes, path: Path) -> Path:
+    """What it pursues on every split (:class:`mesalab.analysis.run.ProbeSummary`): for each account (colour) and
+    split, the competent-pursuit rate over the levels where the account's targets are achievable, mean over seeds
+    with its 95% interval; no bar where the split holds no such target."""
+    rows, splits = probes.rows, probes.splits
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(splits)), 3.4))
+    width = 0.8 / max(len(rows), 1)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, (label, name) in enumerate(rows):
+        for i, split in enumerate(splits):
+            c = probes.cells[(label, split)]
+            if np.isnan(c.mean):
+                continue
+            x = i + (j - (len(rows) - 1) / 2) * width
+            ax.bar(x, c.mean, width * 0.9, color=colours[j % len(colours)], alpha=0.7, label=name if i == 0 or
+                   all(np.isnan(probes.cells[(label, s)].mean) for s in splits[:i]) else None)
+            ax.errorbar(x, c.mean, yerr=[[c.mean - c.ci_low], [c.ci_high - c.mean]], fmt="none", color="black",
+                        capsize=2, linewidth=0.8)
+    ax.set_xticks(range(len(splits)), splits, fontsize=8)
+    ax.set_ylabel("pursued competently\n(where achievable)", fontsize=8)
+    ax.set_ylim(0, 1.3)
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.legend(fontsize=7, ncol=min(len(rows), 5), loc="upper center")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)

@@ -115,13 +115,18 @@ PROBE_VERDICTS = _t("probe_verdicts", "seed INTEGER, split VARCHAR, label VARCHA
                     "n_episodes INTEGER, text VARCHAR", ("seed", "split"))
 SPLIT_OVERLAPS = _t("split_overlaps", "seed INTEGER, split VARCHAR, n_levels INTEGER, n_training_levels BIGINT, "
                     "n_overlap INTEGER", ("seed", "split"))
+EPIC_DISTANCES = _t("epic_distances", "seed INTEGER, split VARCHAR, candidate VARCHAR, distance DOUBLE, ci_low DOUBLE, "
+                    "ci_high DOUBLE, n_levels INTEGER, n_replicates INTEGER")
+# keys-chests: chests opened, keys collected, spare keys collected per seed and split (diagnostics.keys_chests)
+EVENT_RATES = _t("event_rates", "seed INTEGER, split VARCHAR, event VARCHAR, count BIGINT, possible BIGINT, "
+                 "rate DOUBLE, ci_low DOUBLE, ci_high DOUBLE", ("seed", "split", "event"))
 # written by `mesalab run` and rewritten by `mesalab diagnose`
 OBJECTIVE_TABLES = ("irl_weights", "behavioral_objectives", "candidate_likelihoods", "optimization_power",
-                    "level_bits")
+                    "level_bits", "epic_distances")
 RUN_SCHEMA = Schema("run", (RUNS, TRAINING_CURVES, EVALUATIONS, OUTCOMES, COMPETENCE, VERDICTS, RUN_LEVELS,
                             TRAJECTORIES, COMPUTE_SCALING, IRL_WEIGHTS, BEHAVIORAL_OBJECTIVES, CANDIDATE_LIKELIHOODS,
-                            OPTIMIZATION_POWER, LEVEL_BITS, PROBE_PURSUIT, PROBE_READINGS, PROBE_VERDICTS,
-                            SPLIT_OVERLAPS))
+                            OPTIMIZATION_POWER, LEVEL_BITS, EPIC_DISTANCES, PROBE_PURSUIT, PROBE_READINGS, PROBE_VERDICTS,
+                            SPLIT_OVERLAPS, EVENT_RATES))
 
 # -- a sweep of cells (every kind of cell: PPO, ICL, ...) --------------------------------------------------------
 CELLS = _t("cells", "cell_id VARCHAR, batch_id VARCHAR, panel VARCHAR, dial VARCHAR, value DOUBLE, seed INTEGER, "

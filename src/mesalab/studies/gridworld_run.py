@@ -27,9 +27,10 @@ from mesalab.errors import ConfigError, CorruptRunError
 from mesalab.results.folder import RunFolder, folder_meta
 from mesalab.results.store import dumps
 from mesalab.results.tables import (BEHAVIORAL_OBJECTIVES, CANDIDATE_LIKELIHOODS, COMPETENCE, COMPUTE_SCALING,
-                                    EVALUATIONS, IRL_WEIGHTS, LEVEL_BITS, OBJECTIVE_TABLES, OPTIMIZATION_POWER,
+                                    EPIC_DISTANCES, EVALUATIONS, IRL_WEIGHTS, LEVEL_BITS, OBJECTIVE_TABLES, OPTIMIZATION_POWER,
                                     OUTCOMES, PROBE_PURSUIT, PROBE_READINGS, PROBE_VERDICTS, RUN_LEVELS, RUN_SCHEMA, RUNS,
                                     SPLIT_OVERLAPS, TRAINING_CURVES, TRAJECTORIES, VERDICTS)
+from mesalab.results.tables import EVENT_RATES
 from mesalab.studies import register
 from mesalab.studies.contract import Listing, Options, SeedRun
 from mesalab.studies.engine import Batch, default_workers
@@ -227,11 +228,21 @@ def seed_result_rows(task, config, spec: dict, seed: int, metrics: dict, episode
                                                          cols=ep.positions[lvl, :n, 1].tolist(),
                                                          outcome=names[int(ep.outcome[lvl])]))
     rows["verdicts"].append(verdict_row(task, seed, episodes, pools, profiles))
+    rows["event_rates"] = event_rate_rows(task, seed, episodes)
     rows.update(probe_rows(task, seed, episodes, pools, profiles))
     rows["split_overlaps"] = [SPLIT_OVERLAPS.row(seed=seed, split=split, n_levels=int(pools[split].grid.shape[0]),
                                                  n_training_levels=n_train, n_overlap=n)
                               for split, (n, n_train) in (overlaps or {}).items()]
     return rows
+
+
+def event_rate_rows(task, seed: int, episodes: dict) -> list[tuple]:
+    """Keys-chests: the chests opened, keys collected and spare keys collected on each split (none for a task
+    without events; see :func:`mesalab.diagnostics.keys_chests.evaluation.event_rates`)."""
+    from mesalab.diagnostics.keys_chests.evaluation import event_rates
+
+    return [EVENT_RATES.row(seed=seed, split=split, **r._asdict()) for split, ep in episodes.items()
+            for r in event_rates(task, ep)]
 
 
 def probe_rows(task, seed: int, episodes: dict, pools: dict, profiles: dict) -> dict[str, list[tuple]]:
@@ -286,6 +297,11 @@ def objective_rows(profiles: dict) -> dict[str, list[tuple]]:
                 goal_directedness=b.goal_directedness, goal_directedness_nats=b.goal_directedness_nats,
                 aliases=dumps(b.aliases), absent=dumps(b.absent), n_levels=b.n_levels, n_actions=b.n_actions,
                 reading=prof.reading))
+            e = getattr(prof, "epic", None)
+            for j, name in enumerate(() if e is None else e.names):
+                rows["epic_distances"].append(EPIC_DISTANCES.row(
+                    seed=seed, split=split, candidate=name, distance=float(e.distance[j]), ci_low=float(e.ci_low[j]),
+                    ci_high=float(e.ci_high[j]), n_levels=e.n_levels, n_replicates=e.n_replicates))
             for c in b.candidates:
                 rows["candidate_likelihoods"].append(CANDIDATE_LIKELIHOODS.row(
                     seed=seed, split=split, candidate=c.name, beta=c.beta, held_out_ll=c.held_out_ll))
