@@ -244,6 +244,24 @@ def sweep_folder(path) -> RunFolder:
         corrupt="move it aside and re-run `mesalab sweep` (its cells will be retrained)")
 
 
+def overlap_sentence(cell_rows: list, values: dict) -> str:
+    """"Unseen levels, checked: ..." from the cells' ``{split}/training_overlap`` metrics (evaluation levels equal,
+    by hash, to a level the cell's model trained on); empty when no cell recorded the check."""
+    parts = []
+    for split in ("test", "train"):
+        counts = [values[(r[0], f"{split}/training_overlap")] for r in cell_rows
+                  if (r[0], f"{split}/training_overlap") in values]
+        if counts:
+            worst, n_with = int(max(counts)), sum(c > 0 for c in counts)
+            parts.append(f"{split} pool: " + ("no level equals a training level in any cell" if worst == 0 else
+                                               f"{n_with} of {len(counts)} cells trained on some of its levels "
+                                               f"(at most {worst} levels per cell)"))
+    if not parts:
+        return ""
+    return ("Unseen levels, checked (each evaluation level compared by hash with every level the cell's model trained "
+            "on): " + "; ".join(parts) + ".")
+
+
 def analyse_sweep(sweep_dir) -> SweepAnalysis:
     """Dial curves (mean, bootstrap CI, per-seed values) and one verdict per hypothesis and panel, from the
     finished cells of a sweep folder (a path or a :class:`RunFolder`)."""
@@ -301,6 +319,9 @@ def analyse_sweep(sweep_dir) -> SweepAnalysis:
             extra.update(comparison=comparisons[0], sentences=[c.sentence for c in comparisons],
                          extra_tables=[comparison_table(c, dial.display) for c in comparisons])
     if preset.cell == "ppo":
+        overlap = overlap_sentence(cell_rows, values)
+        if overlap:
+            extra["sentences"] = [*extra.get("sentences", []), overlap]
         extra["curves"] = folder.sql("SELECT c.panel, c.value, k.env_steps, k.success_rate FROM cell_curves k "
                                      "JOIN cells c USING (cell_id)")
         extra["trajectories"] = folder.sql("SELECT cell_id, split, level, rows, cols, outcome FROM cell_trajectories")
