@@ -43,6 +43,10 @@ def run_summary(a) -> list:
                       *[fmt(a.evaluation(s, "test", p.name)) for p in task.proxies], label)
     out.append(table)
     out.append(Text.assemble(("Verdict: ", "bold"), verdict_summary(a.verdicts)))
+    if a.events is not None:  # keys-chests
+        from mesalab.report.events import events_table
+
+        out += [events_table(a.events), Text(a.events.sentence("test"))]
     untrained = [v for v in a.verdicts if v["label"] == NOT_TRAINED]
     if untrained:
         rates = ", ".join(f"seed {v['seed']}: {a.evaluation(v['seed'], 'train', base)['competent_rate']:.2f}"
