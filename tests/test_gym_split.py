@@ -30,7 +30,8 @@ def test_test_pool_shares_no_level_with_train(pools, name):
     assert set(level_hashes(test)).isdisjoint(level_hashes(train))
 
 
-@pytest.mark.parametrize("name", TASK_NAMES)
+# keys-chests is an open room: walls and start alone do not tell its levels apart (1 in 25 share a start)
+@pytest.mark.parametrize("name", [n for n in TASK_NAMES if n != "keys-chests"])
 def test_old_shared_key_behaviour_is_gone(pools, name):
     """The old adapter drew "test" with the train key: maze's test mazes were the train mazes, and red-door and
     corner-goal repeated the wall layout and start of the train level at the same index (all 256 levels of

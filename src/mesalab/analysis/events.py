@@ -26,19 +26,27 @@ class EventSummary:
     cells: dict  # (split, event) -> EventCell
 
     def sentence(self, split: str = "test") -> str:
-        """``"at test the seeds opened 0.97 [0.95, 0.99] of the chests they could, ..."`` (mean over seeds, 95% CI
-        over seeds)."""
-        words = {"chests opened": "of the chests they could open", "keys collected": "of the keys",
-                 "spare keys collected": "of the spare keys (keys no chest can use)"}
-        verbs = {"chests opened": "opened", "keys collected": "collected", "spare keys collected": "collected"}
-        parts = []
-        for e in self.events:
-            c = self.cells.get((split, e))
-            if c is not None and not math.isnan(c.mean):
-                parts.append(f"{verbs.get(e, e)} {c.mean:.2f} [{c.ci_low:.2f}, {c.ci_high:.2f}] {words.get(e, '')}".strip())
+        """``"On test levels the 4 seeds opened 0.97 [0.95, 0.99] of the chests they could, collected 0.40 [0.35,
+        0.46] of the keys and 0.12 [0.05, 0.20] of the spare keys (keys no chest can use) (mean over seeds, 95% CI
+        over seeds)."``"""
         seeds = max((c.n_seeds for c in self.cells.values()), default=0)
-        who = "the seed" if seeds == 1 else f"the {seeds} seeds"
-        return f"On {split} levels {who} " + ", ".join(parts) + " (mean over seeds, 95% CI)."
+        one = seeds == 1
+
+        def cell(e):
+            c = self.cells.get((split, e))
+            return None if c is None or math.isnan(c.mean) else f"{c.mean:.2f} [{c.ci_low:.2f}, {c.ci_high:.2f}]"
+
+        parts = []
+        if cell("chests opened"):
+            parts.append(f"opened {cell('chests opened')} of the chests {'it' if one else 'they'} could")
+        keys = [f"{cell(e)} of the {w}" for e, w in (("keys collected", "keys"),
+                                                    ("spare keys collected", "spare keys (keys no chest can use)"))
+                if cell(e)]
+        if keys:
+            parts.append("collected " + " and ".join(keys))
+        who = "the seed" if one else f"the {seeds} seeds"
+        ci = "95% CI over levels" if one else "mean over seeds, 95% CI over seeds"
+        return f"On {split} levels {who} " + ", ".join(parts) + f" ({ci})."
 
 
 def event_summary(rows: list[dict]) -> EventSummary | None:

@@ -20,7 +20,7 @@ from mesalab.errors import ConfigError, TrainingDivergedError
 from mesalab.models import MODELS, make_model
 from mesalab.optimizers.config import DictConfig, Range
 from mesalab.tasks import get_task
-from mesalab.tasks.grid import EnvParams
+from mesalab.tasks.grid import POOL_SCALARS, EnvParams
 
 
 @dataclass(frozen=True)
@@ -194,9 +194,6 @@ def training_levels(config: PPOConfig, key: jax.Array, dials: dict | None = None
     pools = jax.lax.map(lambda k: task.sample_params(k, dist, config.pool_size)[0], keys)
     grids, starts = pools.grid, pools.start
     return grids.reshape((-1,) + grids.shape[2:]), starts.reshape(-1, 2)
-
-
-POOL_SCALARS = ("n_levels", "max_steps", "level_offset")  # the fields of a level pool that are not per level
 
 
 def _carry_over(params: EnvParams, fresh: EnvParams, level_idx: jax.Array) -> tuple[EnvParams, jax.Array]:

@@ -85,6 +85,17 @@ class EnvParams(NamedTuple):
     level_offset: jax.Array = 0  # int32[] resets draw from entries [offset, offset + n_levels)
 
 
+# the fields of a level pool that are not per level (any pool type: EnvParams, keys-chests' KeysChestsParams)
+POOL_SCALARS: tuple[str, ...] = ("n_levels", "max_steps", "level_offset")
+
+
+def take_levels(params, idx: jax.Array):
+    """The pool of entries ``idx`` of ``params`` (any pool type), every entry in use."""
+    idx = jnp.asarray(idx)
+    per_level = {f: getattr(params, f)[idx] for f in params._fields if f not in POOL_SCALARS}
+    return params._replace(**per_level, n_levels=jnp.int32(idx.shape[0]), level_offset=jnp.int32(0))
+
+
 class EnvState(NamedTuple):
     level: jax.Array  # int32[] index into the pool
     pos: jax.Array  # int32[2]

@@ -2,7 +2,8 @@
 
 Observations are the task's one-hot grid as ``uint8``; actions are ``Discrete(4)`` (up, right, down, left).
 ``reset`` draws a level from a fixed pool of the chosen split; ``terminated`` means an object (or the base
-objective's target) was entered, ``truncated`` that the step limit was reached.
+objective's target) was entered (keys-chests: every chest that can be opened is open), ``truncated`` that the step
+limit was reached.
 
 Level pools (:func:`level_pool`). ``split`` is ``"train"`` or ``"test"`` (anything else is a one-line
 :class:`~mesalab.errors.ConfigError` naming both). The pool is a pure function of ``(task, split, n_levels,
@@ -24,12 +25,13 @@ from __future__ import annotations
 
 import gymnasium as gym
 import jax
-import jax.numpy as jnp
 import numpy as np
 from gymnasium import spaces
 
 from mesalab.errors import ConfigError
-from mesalab.tasks.grid import EnvParams, object_cells
+from mesalab.tasks.grid import EnvParams, object_cells, take_levels
+from mesalab.tasks.keys_chests.env import state_grid
+from mesalab.tasks.keys_chests.task import KeysChestsTask
 from mesalab.tasks.level_hash import level_hashes
 from mesalab.tasks.registry import Task, get_task
 
@@ -78,12 +80,6 @@ def keep_disjoint(candidate_hashes, train_hashes, n: int) -> np.ndarray:
     return np.asarray(keep[:n], dtype=np.int32)
 
 
-def _take(params: EnvParams, idx: np.ndarray) -> EnvParams:
-    idx = jnp.asarray(idx)
-    return EnvParams(grid=params.grid[idx], start=params.start[idx], base_target=params.base_target[idx],
-                     n_levels=jnp.int32(len(idx)), max_steps=params.max_steps, level_offset=jnp.int32(0))
-
-
 def level_pool(task: str | Task, split: str, n_levels: int, level_seed: int = 0) -> EnvParams:
     """The fixed pool of ``n_levels`` levels of ``split`` (see the module docstring): reproducible from
     ``level_seed``, and for ``"test"`` disjoint (by level hash) from the ``"train"`` pool of the same arguments."""
@@ -97,7 +93,7 @@ def level_pool(task: str | Task, split: str, n_levels: int, level_seed: int = 0)
         idx = keep_disjoint(level_hashes(candidates), level_hashes(train), n)
     except ConfigError as err:
         raise ConfigError(f"task {task.name!r}, level_seed {level_seed}: {err}") from None
-    return _take(candidates, idx)
+    return take_levels(candidates, idx)
 
 
 class MesalabGymEnv(gym.Env):
@@ -130,7 +126,10 @@ class MesalabGymEnv(gym.Env):
             raise ValueError(f"action must be in 0..{self.env.n_actions - 1}, got {action!r}")
         self.state, reward, done, success = self._step(self.state, np.int32(action), self.params)
         level, pos = int(self.state.level), np.asarray(self.state.pos)
-        entered = bool(object_cells(np.asarray(self.params.grid[level]))[pos[0], pos[1]]) or bool(success)
+        if isinstance(self.task, KeysChestsTask):  # its episodes end early only when every openable chest is open
+            entered = bool(success)
+        else:
+            entered = bool(object_cells(np.asarray(self.params.grid[level]))[pos[0], pos[1]]) or bool(success)
         terminated = bool(done) and entered
         truncated = bool(done) and not entered
         obs = np.asarray(self._observe(self.state, self.params), np.uint8)
@@ -148,7 +147,11 @@ class MesalabGymEnv(gym.Env):
 
         fig, ax = plt.subplots(figsize=(3, 3), dpi=64)
         pos = np.asarray(self.state.pos)
-        draw_level(ax, np.asarray(self.params.grid[int(self.state.level)]), start=pos)
+        if isinstance(self.task, KeysChestsTask):  # the objects still there, not the level as it began
+            grid = np.asarray(state_grid(self.state, self.params))
+        else:
+            grid = np.asarray(self.params.grid[int(self.state.level)])
+        draw_level(ax, grid, start=pos)
         fig.canvas.draw()
         img = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
         plt.close(fig)

@@ -75,7 +75,7 @@ def event_counts(params, level, masks: jax.Array) -> jax.Array:
     """``int32[2, T+1]``: keys picked up and chests opened by each step, from the recorded bitmasks."""
     m = params.obj_key.shape[-1]
     bits = (jnp.right_shift(masks[:, None], jnp.arange(m, dtype=jnp.int32)[None]) & 1) == 1  # [T+1, M]
-    is_key = params.obj_key[level]
+    is_key = params.obj_key[level][None]
     return jnp.stack([jnp.sum(bits & is_key, axis=1, dtype=jnp.int32),
                       jnp.sum(bits & ~is_key, axis=1, dtype=jnp.int32)])
 

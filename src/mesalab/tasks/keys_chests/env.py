@@ -114,6 +114,12 @@ def level_of(params: KeysChestsParams, level) -> KeysChestsLevel:
                            params.obj_present[level], params.start[level], params.start_inventory[level])
 
 
+def state_grid(state: "KeysChestsState", params: KeysChestsParams) -> jax.Array:
+    """The static-layout grid of a state: the level with the keys picked up and the chests opened removed."""
+    lv = level_of(params, state.level)
+    return drawn_grid(lv._replace(obj_present=lv.obj_present & ~state.taken))
+
+
 def inventory(taken: jax.Array, obj_key: jax.Array, start_inventory: jax.Array) -> jax.Array:
     """Keys held: the start inventory plus the keys picked up less the chests opened."""
     picked = jnp.sum(taken & obj_key, dtype=jnp.int32)
@@ -187,7 +193,7 @@ class KeysChestsEnv:
         pos = jnp.where(blocked, state.pos, target)
         t = state.t + 1
         is_key, present = params.obj_key[lvl], params.obj_present[lvl]
-        here = jnp.all(params.obj_pos[lvl] == pos, axis=-1) & present & ~state.taken
+        here = jnp.all(params.obj_pos[lvl] == pos[None], axis=-1) & present & ~state.taken
         held = inventory(state.taken, is_key, params.start_inventory[lvl])
         opened_now = here & ~is_key & (held >= 1)
         taken = state.taken | (here & is_key) | opened_now

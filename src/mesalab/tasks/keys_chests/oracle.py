@@ -23,11 +23,20 @@ def steps_to(mdp: ProductMDP, goal: jax.Array, horizon: int) -> jax.Array:
     never), backward BFS: a terminal state that is not a goal is a dead end (the episode is over)."""
     d0 = jnp.where(goal, 0, UNREACHABLE).astype(jnp.int32)
 
-    def body(_, d):
+    def sweep(d):
         best = jnp.min(d[mdp.succ], axis=0) + 1
         return jnp.where(goal, 0, jnp.where(mdp.terminal, UNREACHABLE, jnp.minimum(best, UNREACHABLE)))
 
-    d = jax.lax.fori_loop(0, horizon, body, d0)
+    def cond(carry):
+        i, d, prev = carry
+        return (i < horizon) & jnp.any(d != prev)
+
+    def body(carry):
+        i, d, _ = carry
+        return i + 1, sweep(d), d
+
+    # sweep k leaves every distance <= k exact; stop at a fixed point or after `horizon` sweeps
+    _, d, _ = jax.lax.while_loop(cond, body, (jnp.int32(1), sweep(d0), d0))
     return jnp.where(d <= horizon, d, UNREACHABLE)
 
 
