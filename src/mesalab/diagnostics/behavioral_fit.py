@@ -160,21 +160,26 @@ def linearised_bootstrap(w_hat, grads, hessians, lengths, n_boot: int, seed: int
     return w_hat[None] - step
 
 
-def cross_fitted_level_ll(features, demos, w0) -> np.ndarray:
-    """``float64[n]``: each level's log-likelihood when held out: fit on even levels, score odd ones, and
-    vice versa (a level of a fold with nothing to fit on scores as the uniform policy would)."""
-    n = demos.length.shape[0]
+def cross_fit(fit, score, lengths) -> np.ndarray:
+    """``float64[n]``: each level's log-likelihood when held out: fit on even levels, score odd ones, and vice versa
+    (a level of a fold with nothing to fit on scores as the uniform policy would). ``fit(train_mask) -> w`` and
+    ``score(w) -> per-level log-likelihoods``: the fit of one model of the behaviour (static grids, keys-chests)."""
+    n = lengths.shape[0]
     even = (jnp.arange(n) % 2 == 0).astype(jnp.float32)
-    lengths = demos.length.astype(jnp.float32)
-    out = -LOG4 * np.asarray(demos.length, np.float64)
+    lengths_f = jnp.asarray(lengths).astype(jnp.float32)
+    out = -LOG4 * np.asarray(lengths, np.float64)
     for train_mask in (even, 1.0 - even):
         held = np.asarray(train_mask) == 0
-        if float(jnp.sum(train_mask * lengths)) == 0 or float(jnp.sum((1.0 - train_mask) * lengths)) == 0:
+        if float(jnp.sum(train_mask * lengths_f)) == 0 or float(jnp.sum((1.0 - train_mask) * lengths_f)) == 0:
             continue
-        w = fit_weights_jit(features, demos, train_mask, w0)
-        ll = np.asarray(_per_level_ll_jit(w, features, demos), np.float64)
-        out[held] = ll[held]
+        out[held] = np.asarray(score(fit(train_mask)), np.float64)[held]
     return out
+
+
+def cross_fitted_level_ll(features, demos, w0) -> np.ndarray:
+    """:func:`cross_fit` of the static-grid fit (``float64[n]``)."""
+    return cross_fit(lambda mask: fit_weights_jit(features, demos, mask, w0),
+                     lambda w: _per_level_ll_jit(w, features, demos), demos.length)
 
 
 def candidate_features(objective, demos: Demonstrations, n_features: int = 1) -> RewardFeatures:

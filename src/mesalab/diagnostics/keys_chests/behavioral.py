@@ -28,7 +28,7 @@ import numpy as np
 
 from mesalab.diagnostics.behavioral import (BehavioralObjective, CandidateFit, MIN_PREDICTABLE_NATS, _dominant,
                                             _feature_identity)
-from mesalab.diagnostics.behavioral_fit import RIDGE, linearised_bootstrap, minimise
+from mesalab.diagnostics.behavioral_fit import RIDGE, cross_fit, linearised_bootstrap, minimise
 from mesalab.diagnostics.soft_value_iteration import LOG4
 from mesalab.tasks.keys_chests.mdp import encode, pool_mdp
 
@@ -235,18 +235,9 @@ def per_level_hessians(w, tables: Tables, demos: Demonstrations, eps: float = 1e
 
 
 def cross_fitted_level_ll(tables: Tables, demos: Demonstrations, w0) -> np.ndarray:
-    """``float64[n]``: each level's held-out log-likelihood (fit on even levels, score odd ones, and vice versa)."""
-    n = demos.length.shape[0]
-    even = (jnp.arange(n) % 2 == 0).astype(jnp.float32)
-    lengths = demos.length.astype(jnp.float32)
-    out = -LOG4 * np.asarray(demos.length, np.float64)
-    for train_mask in (even, 1.0 - even):
-        held = np.asarray(train_mask) == 0
-        if float(jnp.sum(train_mask * lengths)) == 0 or float(jnp.sum((1.0 - train_mask) * lengths)) == 0:
-            continue
-        w = fit_weights(tables, demos, train_mask, w0)
-        out[held] = np.asarray(_per_level_ll_jit(w, tables, demos), np.float64)[held]
-    return out
+    """``float64[n]``: each level's held-out log-likelihood (:func:`mesalab.diagnostics.behavioral_fit.cross_fit`)."""
+    return cross_fit(lambda mask: fit_weights(tables, demos, mask, w0),
+                     lambda w: _per_level_ll_jit(w, tables, demos), demos.length)
 
 
 def fit_behavioral_objective(task, params, demos: Demonstrations, ceiling_log_probs: np.ndarray | None = None,
