@@ -165,7 +165,7 @@ def _probe_section(task, probes) -> dict | None:
             cells.append("-" if math.isnan(c.mean) else f"{c.mean:.2f} [{c.ci_low:.2f}, {c.ci_high:.2f}]")
         rows.append({"name": name if name == " or ".join(label.split("|")) else f"{name} ({label.replace('|', ' or ')})",
                      "cells": cells})
-    verdict_splits = list(dict.fromkeys(v["split"] for v in probes.verdicts))
+    verdict_splits = [s for s in probes.splits if s in {v["split"] for v in probes.verdicts}]
     by = {(v["seed"], v["split"]): v for v in probes.verdicts}
     verdict_rows = [{"seed": seed, "cells": [verdict_phrase(by[(seed, s)]["label"], by[(seed, s)]["proxy"])
                                              + f" ({by[(seed, s)]['confidence']:.2f})" if (seed, s) in by else "-"

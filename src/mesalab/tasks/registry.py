@@ -204,7 +204,8 @@ def _build_registry() -> dict[str, Task]:
                       red_ball_box_level, red_door_test),
                 Probe("green-key", "A blue door beside a green key (a novel type that is not red).",
                       green_key_level, red_door_test, requires=(door, Objective("key", "reach a key", types=("key",)))),
-                Probe("factorial", "Every object's type (door, key, ball, box) and colour drawn independently.",
+                Probe("factorial", "Types and colours crossed: a door of random colour, a red object of random type "
+                      "(door, key, ball or box), further objects of random type and colour.",
                       factorial_level, red_door_test),
             ),
             hypotheses=(
