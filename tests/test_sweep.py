@@ -93,22 +93,26 @@ def test_interrupted_sweep_keeps_finished_batches_and_resumes_only_the_rest(tmp_
 
 
 def committed_cells(sweep_dir, scratch):
-    """Cell ids committed so far in a sweep database another process holds open (DuckDB locks the file, so
-    read a copy of it and its write-ahead log); None if the copy is not readable yet (mid-write: retry)."""
+    """Cell ids committed so far in a sweep database another process writes to; None if no stable copy could be
+    read yet (retry). The sweep opens the database only while it commits a batch and checkpoints it on closing,
+    so between commits the file alone holds every committed batch: copy it while it is unchanged (same size and
+    modification time before and after the copy, no write-ahead log beside it) and read the copy."""
     import shutil
 
     db = Path(sweep_dir) / "sweep.duckdb"
-    if not db.exists():
-        return None
+    wal = db.with_name(db.name + ".wal")
     scratch.mkdir(parents=True, exist_ok=True)
-    for old in scratch.iterdir():
-        old.unlink()
+    shutil.rmtree(scratch)
+    scratch.mkdir()
     try:
-        shutil.copyfile(db, scratch / "sweep.duckdb")
-        wal = db.with_name(db.name + ".wal")
+        before = db.stat()
         if wal.exists():
-            shutil.copyfile(wal, scratch / "sweep.duckdb.wal")
-        con = duckdb.connect(str(scratch / "sweep.duckdb"))
+            return None  # a commit is under way
+        shutil.copyfile(db, scratch / "sweep.duckdb")
+        after = db.stat()
+        if wal.exists() or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+            return None  # it changed while being copied
+        con = duckdb.connect(str(scratch / "sweep.duckdb"), read_only=True)
         try:
             return [r[0] for r in con.execute("SELECT cell_id FROM cells").fetchall()]
         finally:

@@ -166,66 +166,67 @@ def _dominant(kinds, names, n_object_features, norm, norm_reps, gd) -> Dominant:
 
 
 
-def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.ndarray | None = None,
-                             n_boot: int = 1000, seed: int = 0) -> BehavioralObjective:
-    """Fit the behavioral objective of the agent that produced ``demos`` and score the candidates.
-
-    ``ceiling_log_probs``: the agent's own ``log pi(a_t | s_t)`` for each demonstrated action (``[n, T]``), if
-    known (see :func:`mesalab.diagnostics.policy_replay.policy_log_probs`); it sets the top of the goal-directedness scale (else 0 nats).
-    """
+def check_demonstrations(lengths) -> tuple[int, int]:
+    """``(levels, actions)`` of a demonstration set; a one-line error when there is nothing to fit."""
     from mesalab.errors import MesalabError
 
-    n = int(demos.length.shape[0])
-    n_actions = int(np.sum(np.asarray(demos.length)))
+    n, n_actions = int(np.shape(lengths)[0]), int(np.sum(np.asarray(lengths)))
     if n == 0 or n_actions == 0:
         raise MesalabError("no demonstrated actions to fit a behavioral objective; evaluate on at least one level "
                            "with max_steps >= 1")
-    names = task.features.names
-    fmaps = RewardFeatures(jax.vmap(task.features.maps)(demos.grid), jnp.asarray(task.features.urgent, jnp.float32))
-    ones = jnp.ones((n,), jnp.float32)
-    zeros = jnp.zeros((len(names),), jnp.float32)
-    w_hat = fit_weights_jit(fmaps, demos, ones, zeros)
+    return n, n_actions
+
+
+def check_fitted(w_hat) -> None:
+    """A one-line error when the reward fit diverged."""
+    from mesalab.errors import MesalabError
+
     if not bool(jnp.all(jnp.isfinite(w_hat))):
         raise MesalabError("the behavioral-objective fit diverged (non-finite weights); report this as a bug "
                            "with the run folder")
-    level_ll = cross_fitted_level_ll(fmaps, demos, w_hat)
-    fitted_ll = float(level_ll.sum() / n_actions)
 
-    grads = np.asarray(per_level_grads(w_hat, fmaps, demos), np.float64)
-    hessians = per_level_hessians(w_hat, fmaps, demos)
-    reps = linearised_bootstrap(w_hat, grads, hessians, np.asarray(demos.length, np.float64), n_boot, seed)
+
+def assemble_behavioral_objective(task, w_hat, level_ll, grads, hessians, actions, lengths, ceiling_log_probs,
+                                  identity_tables, dominant, candidate_ll, n_boot: int, seed: int
+                                  ) -> BehavioralObjective:
+    """The :class:`BehavioralObjective` of a fitted reward, shared by every engine's IRL (the static grid's here,
+    keys-and-chests' product MDP in :mod:`mesalab.diagnostics.keys_chests.behavioral`).
+
+    ``w_hat``: the fitted weights; ``level_ll``: their cross-fitted log-likelihood per level; ``grads`` /
+    ``hessians``: per-level gradients and Hessians at ``w_hat`` (for the bootstrap); ``identity_tables``: the
+    features' values (leading level axis, then the feature axis) that aliases and absences are read from;
+    ``dominant(norm, norm_reps, gd)``: the reading's top item (:func:`_dominant`); ``candidate_ll(objective)``:
+    ``(fitted inverse temperature, cross-fitted level log-likelihoods)`` of a candidate objective's one-feature
+    reward."""
+    names = task.features.names
+    n, n_actions = check_demonstrations(lengths)
+    fitted_ll = float(np.sum(level_ll) / n_actions)
+    reps = linearised_bootstrap(w_hat, np.asarray(grads, np.float64), hessians, np.asarray(lengths, np.float64),
+                                n_boot, seed)
 
     def normalise(w):
         return w / np.maximum(np.sum(np.abs(w), axis=-1, keepdims=True), 1e-12)
 
     w_np = np.asarray(w_hat, np.float64)
-    norm = normalise(w_np)
-    norm_reps = normalise(reps)
+    norm, norm_reps = normalise(w_np), normalise(reps)
     lo, hi = np.quantile(norm_reps, [0.025, 0.975], axis=0)
-
     uniform_ll = -LOG4
+    ceiling = None
     if ceiling_log_probs is not None:
-        mask = np.arange(np.asarray(demos.actions).shape[1])[None] < np.asarray(demos.length)[:, None]
+        mask = np.arange(np.asarray(actions).shape[1])[None] < np.asarray(lengths)[:, None]
         ceiling = float(np.sum(np.where(mask, ceiling_log_probs, 0.0)) / n_actions)
-    else:
-        ceiling = None
     gd_nats = fitted_ll - uniform_ll
     room = (0.0 if ceiling is None else ceiling) - uniform_ll
     gd = 0.0 if room < MIN_PREDICTABLE_NATS else float(np.clip(gd_nats / room, 0.0, 1.0))
-    groups, absent = _feature_identity(np.asarray(fmaps.maps), names)
-    n_object_features = len(task.features.object_features)
-    kinds = object_kinds(np.asarray(demos.grid), np.asarray(fmaps.maps), n_object_features)
-    dom = _dominant(kinds, names, n_object_features, norm, norm_reps, gd)
+    groups, absent = _feature_identity(np.asarray(identity_tables), names)
+    dom = dominant(norm, norm_reps, gd)
 
     candidates = []
     for prefix, objs in (("base", (task.base_objective,)), ("proxy", task.proxies)):
         for obj in objs:
-            cmaps = candidate_features(obj, demos, len(names))
-            wc = fit_weights_jit(cmaps, demos, ones, zeros)
-            cand_ll = cross_fitted_level_ll(cmaps, demos, wc)
-            candidates.append(CandidateFit(f"{prefix}:{obj.name}", float(wc[0]), float(cand_ll.sum() / n_actions),
+            beta, cand_ll = candidate_ll(obj)
+            candidates.append(CandidateFit(f"{prefix}:{obj.name}", float(beta), float(np.sum(cand_ll) / n_actions),
                                            cand_ll))
-
     return BehavioralObjective(
         feature_names=names,
         weights=w_np,
@@ -246,8 +247,40 @@ def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.
         n_levels=n,
         n_actions=n_actions,
         level_ll=level_ll,
-        level_lengths=np.asarray(demos.length, np.float64),
+        level_lengths=np.asarray(lengths, np.float64),
         all_objects_alike=dom.all_objects_alike,
         not_told_apart=dom.not_told_apart,
         weight_replicates=reps,
     )
+
+
+def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.ndarray | None = None,
+                             n_boot: int = 1000, seed: int = 0) -> BehavioralObjective:
+    """Fit the behavioral objective of the agent that produced ``demos`` and score the candidates.
+
+    ``ceiling_log_probs``: the agent's own ``log pi(a_t | s_t)`` for each demonstrated action (``[n, T]``), if
+    known (see :func:`mesalab.diagnostics.policy_replay.policy_log_probs`); it sets the top of the goal-directedness scale (else 0 nats).
+    """
+    n, _ = check_demonstrations(demos.length)
+    names = task.features.names
+    fmaps = RewardFeatures(jax.vmap(task.features.maps)(demos.grid), jnp.asarray(task.features.urgent, jnp.float32))
+    ones = jnp.ones((n,), jnp.float32)
+    zeros = jnp.zeros((len(names),), jnp.float32)
+    w_hat = fit_weights_jit(fmaps, demos, ones, zeros)
+    check_fitted(w_hat)
+    level_ll = cross_fitted_level_ll(fmaps, demos, w_hat)
+    grads = per_level_grads(w_hat, fmaps, demos)
+    hessians = per_level_hessians(w_hat, fmaps, demos)
+    n_object_features = len(task.features.object_features)
+    kinds = object_kinds(np.asarray(demos.grid), np.asarray(fmaps.maps), n_object_features)
+
+    def dominant(norm, norm_reps, gd):
+        return _dominant(kinds, names, n_object_features, norm, norm_reps, gd)
+
+    def candidate_ll(obj):
+        cmaps = candidate_features(obj, demos, len(names))
+        wc = fit_weights_jit(cmaps, demos, ones, zeros)
+        return wc[0], cross_fitted_level_ll(cmaps, demos, wc)
+
+    return assemble_behavioral_objective(task, w_hat, level_ll, grads, hessians, demos.actions, demos.length,
+                                         ceiling_log_probs, fmaps.maps, dominant, candidate_ll, n_boot, seed)

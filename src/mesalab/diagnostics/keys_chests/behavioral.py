@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesalab.diagnostics.behavioral import (BehavioralObjective, CandidateFit, MIN_PREDICTABLE_NATS, _dominant,
-                                            _feature_identity)
-from mesalab.diagnostics.behavioral_fit import RIDGE, cross_fit, linearised_bootstrap, minimise
+from mesalab.diagnostics.behavioral import (BehavioralObjective, _dominant, assemble_behavioral_objective,
+                                            check_demonstrations, check_fitted)
+from mesalab.diagnostics.behavioral_fit import RIDGE, cross_fit, minimise
 from mesalab.diagnostics.soft_value_iteration import LOG4
 from mesalab.tasks.keys_chests.mdp import encode, pool_mdp
 
@@ -245,61 +245,31 @@ def fit_behavioral_objective(task, params, demos: Demonstrations, ceiling_log_pr
     """The behavioral objective of the agent behind ``demos`` (levels: the first entries of ``params``) and the
     candidates' fits, as :func:`mesalab.diagnostics.behavioral.fit_behavioral_objective` computes them for the
     static tasks (same fields, same rules; the items ranked are the event features)."""
-    from mesalab.errors import MesalabError
-
-    n = int(demos.length.shape[0])
-    n_actions = int(np.sum(np.asarray(demos.length)))
-    if n == 0 or n_actions == 0:
-        raise MesalabError("no demonstrated actions to fit a behavioral objective; evaluate on at least one level "
-                           "with max_steps >= 1")
+    n, _ = check_demonstrations(demos.length)
     names = task.features.names
     tables = level_tables(task, params, n)
     ones = jnp.ones((n,), jnp.float32)
     zeros = jnp.zeros((len(names),), jnp.float32)
     w_hat = fit_weights(tables, demos, ones, zeros)
-    if not bool(jnp.all(jnp.isfinite(w_hat))):
-        raise MesalabError("the behavioral-objective fit diverged (non-finite weights); report this as a bug "
-                           "with the run folder")
+    check_fitted(w_hat)
     level_ll = cross_fitted_level_ll(tables, demos, w_hat)
-    fitted_ll = float(level_ll.sum() / n_actions)
-    grads = np.asarray(per_level_grads(w_hat, tables, demos), np.float64)
+    grads = per_level_grads(w_hat, tables, demos)
     hessians = per_level_hessians(w_hat, tables, demos)
-    reps = linearised_bootstrap(w_hat, grads, hessians, np.asarray(demos.length, np.float64), n_boot, seed)
-
-    def normalise(w):
-        return w / np.maximum(np.sum(np.abs(w), axis=-1, keepdims=True), 1e-12)
-
-    w_np = np.asarray(w_hat, np.float64)
-    norm, norm_reps = normalise(w_np), normalise(reps)
-    lo, hi = np.quantile(norm_reps, [0.025, 0.975], axis=0)
-    uniform_ll = -LOG4
-    ceiling = None
-    if ceiling_log_probs is not None:
-        mask = np.arange(np.asarray(demos.actions).shape[1])[None] < np.asarray(demos.length)[:, None]
-        ceiling = float(np.sum(np.where(mask, ceiling_log_probs, 0.0)) / n_actions)
-    gd_nats = fitted_ll - uniform_ll
-    room = (0.0 if ceiling is None else ceiling) - uniform_ll
-    gd = 0.0 if room < MIN_PREDICTABLE_NATS else float(np.clip(gd_nats / room, 0.0, 1.0))
-    groups, absent = _feature_identity(np.asarray(tables.phi), names)
     # Rank objectives, not single events: a level offers several keys but one chest at test, so an agent that
     # collects every key and then opens the chest earns most of its fitted reward from keys even when one chest is
     # worth more than one key. Each feature is compared by its reward for completing its objective.
     scale = completion_scale(task.features, tables)
-    dom = _dominant([], names, 0, normalise(w_np * scale), normalise(reps * scale[None]), gd)
 
-    candidates = []
-    for prefix, objs in (("base", (task.base_objective,)), ("proxy", task.proxies)):
-        for obj in objs:
-            ctables = candidate_tables(task, obj, tables, params)
-            wc = fit_weights(ctables, demos, ones, zeros)
-            cand_ll = cross_fitted_level_ll(ctables, demos, wc)
-            candidates.append(CandidateFit(f"{prefix}:{obj.name}", float(wc[0]), float(cand_ll.sum() / n_actions),
-                                           cand_ll))
-    return BehavioralObjective(
-        feature_names=names, weights=w_np, scale=float(np.sum(np.abs(w_np))), normalised=norm, ci_low=lo, ci_high=hi,
-        aliases=tuple(tuple(names[i] for i in g) for g in groups if len(g) > 1),
-        absent=tuple(names[i] for i in absent), dominant=dom.label, dominant_weight=dom.weight, fitted_ll=fitted_ll,
-        candidates=tuple(candidates), uniform_ll=uniform_ll, ceiling_ll=ceiling, goal_directedness=gd,
-        goal_directedness_nats=gd_nats, n_levels=n, n_actions=n_actions, level_ll=level_ll,
-        level_lengths=np.asarray(demos.length, np.float64), all_objects_alike=dom.all_objects_alike,
-        not_told_apart=dom.not_told_apart)
+    def dominant(norm, norm_reps, gd):
+        def normalise(w):
+            return w / np.maximum(np.sum(np.abs(w), axis=-1, keepdims=True), 1e-12)
+
+        return _dominant([], names, 0, normalise(norm * scale), normalise(norm_reps * scale[None]), gd)
+
+    def candidate_ll(obj):
+        ctables = candidate_tables(task, obj, tables, params)
+        wc = fit_weights(ctables, demos, ones, zeros)
+        return wc[0], cross_fitted_level_ll(ctables, demos, wc)
+
+    return assemble_behavioral_objective(task, w_hat, level_ll, grads, hessians, demos.actions, demos.length,
+                                         ceiling_log_probs, tables.phi, dominant, candidate_ll, n_boot, seed)
