@@ -11,7 +11,7 @@ same way with the one-feature reward ``beta * [reach its target]``: the objectiv
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -186,23 +186,38 @@ def check_fitted(w_hat) -> None:
                            "with the run folder")
 
 
-def assemble_behavioral_objective(task, w_hat, level_ll, grads, hessians, actions, lengths, ceiling_log_probs,
-                                  identity_tables, dominant, candidate_ll, n_boot: int, seed: int
-                                  ) -> BehavioralObjective:
-    """The :class:`BehavioralObjective` of a fitted reward, shared by every engine's IRL (the static grid's here,
-    keys-and-chests' product MDP in :mod:`mesalab.diagnostics.keys_chests.behavioral`).
+class FitEngine(NamedTuple):
+    """An IRL engine's pure functions over ``(reward tables, demonstrations)``: the static grid's
+    (:mod:`mesalab.diagnostics.behavioral_fit`) or keys-and-chests' product MDP
+    (:mod:`mesalab.diagnostics.keys_chests.behavioral`)."""
 
-    ``w_hat``: the fitted weights; ``level_ll``: their cross-fitted log-likelihood per level; ``grads`` /
-    ``hessians``: per-level gradients and Hessians at ``w_hat`` (for the bootstrap); ``identity_tables``: the
-    features' values (leading level axis, then the feature axis) that aliases and absences are read from;
-    ``dominant(norm, norm_reps, gd)``: the reading's top item (:func:`_dominant`); ``candidate_ll(objective)``:
-    ``(fitted inverse temperature, cross-fitted level log-likelihoods)`` of a candidate objective's one-feature
-    reward."""
+    fit: Callable  # (tables, demos, level weights, initial w) -> fitted w
+    level_ll: Callable  # (tables, demos, w) -> cross-fitted log-likelihood per level
+    grads: Callable  # (w, tables, demos) -> per-level gradients
+    hessians: Callable  # (w, tables, demos) -> per-level Hessians
+
+
+def fit_and_assemble(task, engine: FitEngine, tables, demos, candidate_tables, dominant, identity_tables,
+                     ceiling_log_probs=None, n_boot: int = 1000, seed: int = 0) -> BehavioralObjective:
+    """Fit the behavioral objective with ``engine`` and build its :class:`BehavioralObjective`: the one path of
+    every engine's IRL (fit, cross-fitted likelihoods, bootstrap, goal-directedness, aliases, candidates).
+
+    ``tables``: the reward features of the demonstrated levels; ``candidate_tables(objective)``: a candidate's
+    one-feature reward in the same form; ``dominant(norm, norm_reps, gd)``: the reading's top item
+    (:func:`_dominant`); ``identity_tables``: the features' values (leading level axis, then the feature axis) that
+    aliases and absences are read from."""
     names = task.features.names
-    n, n_actions = check_demonstrations(lengths)
+    n, n_actions = check_demonstrations(demos.length)
+    ones = jnp.ones((n,), jnp.float32)
+    zeros = jnp.zeros((len(names),), jnp.float32)
+    w_hat = engine.fit(tables, demos, ones, zeros)
+    check_fitted(w_hat)
+    level_ll = engine.level_ll(tables, demos, w_hat)
+    grads = np.asarray(engine.grads(w_hat, tables, demos), np.float64)
+    hessians = engine.hessians(w_hat, tables, demos)
+    lengths = demos.length
     fitted_ll = float(np.sum(level_ll) / n_actions)
-    reps = linearised_bootstrap(w_hat, np.asarray(grads, np.float64), hessians, np.asarray(lengths, np.float64),
-                                n_boot, seed)
+    reps = linearised_bootstrap(w_hat, grads, hessians, np.asarray(lengths, np.float64), n_boot, seed)
 
     def normalise(w):
         return w / np.maximum(np.sum(np.abs(w), axis=-1, keepdims=True), 1e-12)
@@ -213,7 +228,7 @@ def assemble_behavioral_objective(task, w_hat, level_ll, grads, hessians, action
     uniform_ll = -LOG4
     ceiling = None
     if ceiling_log_probs is not None:
-        mask = np.arange(np.asarray(actions).shape[1])[None] < np.asarray(lengths)[:, None]
+        mask = np.arange(np.asarray(demos.actions).shape[1])[None] < np.asarray(lengths)[:, None]
         ceiling = float(np.sum(np.where(mask, ceiling_log_probs, 0.0)) / n_actions)
     gd_nats = fitted_ll - uniform_ll
     room = (0.0 if ceiling is None else ceiling) - uniform_ll
@@ -224,8 +239,10 @@ def assemble_behavioral_objective(task, w_hat, level_ll, grads, hessians, action
     candidates = []
     for prefix, objs in (("base", (task.base_objective,)), ("proxy", task.proxies)):
         for obj in objs:
-            beta, cand_ll = candidate_ll(obj)
-            candidates.append(CandidateFit(f"{prefix}:{obj.name}", float(beta), float(np.sum(cand_ll) / n_actions),
+            ctables = candidate_tables(obj)
+            wc = engine.fit(ctables, demos, ones, zeros)
+            cand_ll = engine.level_ll(ctables, demos, wc)
+            candidates.append(CandidateFit(f"{prefix}:{obj.name}", float(wc[0]), float(np.sum(cand_ll) / n_actions),
                                            cand_ll))
     return BehavioralObjective(
         feature_names=names,
@@ -254,6 +271,9 @@ def assemble_behavioral_objective(task, w_hat, level_ll, grads, hessians, action
     )
 
 
+STATIC_GRID = FitEngine(fit_weights_jit, cross_fitted_level_ll, per_level_grads, per_level_hessians)
+
+
 def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.ndarray | None = None,
                              n_boot: int = 1000, seed: int = 0) -> BehavioralObjective:
     """Fit the behavioral objective of the agent that produced ``demos`` and score the candidates.
@@ -261,26 +281,14 @@ def fit_behavioral_objective(task, demos: Demonstrations, ceiling_log_probs: np.
     ``ceiling_log_probs``: the agent's own ``log pi(a_t | s_t)`` for each demonstrated action (``[n, T]``), if
     known (see :func:`mesalab.diagnostics.policy_replay.policy_log_probs`); it sets the top of the goal-directedness scale (else 0 nats).
     """
-    n, _ = check_demonstrations(demos.length)
+    check_demonstrations(demos.length)
     names = task.features.names
     fmaps = RewardFeatures(jax.vmap(task.features.maps)(demos.grid), jnp.asarray(task.features.urgent, jnp.float32))
-    ones = jnp.ones((n,), jnp.float32)
-    zeros = jnp.zeros((len(names),), jnp.float32)
-    w_hat = fit_weights_jit(fmaps, demos, ones, zeros)
-    check_fitted(w_hat)
-    level_ll = cross_fitted_level_ll(fmaps, demos, w_hat)
-    grads = per_level_grads(w_hat, fmaps, demos)
-    hessians = per_level_hessians(w_hat, fmaps, demos)
     n_object_features = len(task.features.object_features)
     kinds = object_kinds(np.asarray(demos.grid), np.asarray(fmaps.maps), n_object_features)
 
     def dominant(norm, norm_reps, gd):
         return _dominant(kinds, names, n_object_features, norm, norm_reps, gd)
 
-    def candidate_ll(obj):
-        cmaps = candidate_features(obj, demos, len(names))
-        wc = fit_weights_jit(cmaps, demos, ones, zeros)
-        return wc[0], cross_fitted_level_ll(cmaps, demos, wc)
-
-    return assemble_behavioral_objective(task, w_hat, level_ll, grads, hessians, demos.actions, demos.length,
-                                         ceiling_log_probs, fmaps.maps, dominant, candidate_ll, n_boot, seed)
+    return fit_and_assemble(task, STATIC_GRID, fmaps, demos, lambda obj: candidate_features(obj, demos, len(names)),
+                            dominant, fmaps.maps, ceiling_log_probs, n_boot, seed)

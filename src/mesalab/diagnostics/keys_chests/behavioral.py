@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mesalab.diagnostics.behavioral import (BehavioralObjective, _dominant, assemble_behavioral_objective,
-                                            check_demonstrations, check_fitted)
+from mesalab.diagnostics.behavioral import (BehavioralObjective, FitEngine, _dominant, check_demonstrations,
+                                            fit_and_assemble)
 from mesalab.diagnostics.behavioral_fit import RIDGE, cross_fit, minimise
 from mesalab.diagnostics.soft_value_iteration import LOG4
 from mesalab.tasks.keys_chests.mdp import encode, pool_mdp
@@ -248,13 +248,6 @@ def fit_behavioral_objective(task, params, demos: Demonstrations, ceiling_log_pr
     n, _ = check_demonstrations(demos.length)
     names = task.features.names
     tables = level_tables(task, params, n)
-    ones = jnp.ones((n,), jnp.float32)
-    zeros = jnp.zeros((len(names),), jnp.float32)
-    w_hat = fit_weights(tables, demos, ones, zeros)
-    check_fitted(w_hat)
-    level_ll = cross_fitted_level_ll(tables, demos, w_hat)
-    grads = per_level_grads(w_hat, tables, demos)
-    hessians = per_level_hessians(w_hat, tables, demos)
     # Rank objectives, not single events: a level offers several keys but one chest at test, so an agent that
     # collects every key and then opens the chest earns most of its fitted reward from keys even when one chest is
     # worth more than one key. Each feature is compared by its reward for completing its objective.
@@ -266,10 +259,6 @@ def fit_behavioral_objective(task, params, demos: Demonstrations, ceiling_log_pr
 
         return _dominant([], names, 0, normalise(norm * scale), normalise(norm_reps * scale[None]), gd)
 
-    def candidate_ll(obj):
-        ctables = candidate_tables(task, obj, tables, params)
-        wc = fit_weights(ctables, demos, ones, zeros)
-        return wc[0], cross_fitted_level_ll(ctables, demos, wc)
-
-    return assemble_behavioral_objective(task, w_hat, level_ll, grads, hessians, demos.actions, demos.length,
-                                         ceiling_log_probs, tables.phi, dominant, candidate_ll, n_boot, seed)
+    engine = FitEngine(fit_weights, cross_fitted_level_ll, per_level_grads, per_level_hessians)
+    return fit_and_assemble(task, engine, tables, demos, lambda obj: candidate_tables(task, obj, tables, params),
+                            dominant, tables.phi, ceiling_log_probs, n_boot, seed)
