@@ -82,6 +82,45 @@ def ppo_throughput(total_steps: int = 262_144) -> dict:
             "final_success_rate": float(m["success_rate"][-1])}
 
 
+def ppo_vs_peer(total_steps: int = 131_072, repeats: int = 3) -> dict:
+    """mesalab's PPO and the minimal peer (``benchmarks/peer_ppo.py``) on the same env, network and settings
+    (red-door, a fixed pool of 512 levels, MLP 128x2, 64 envs x 64 steps, 4 epochs x 4 minibatches), timed
+    alternately in this process: steps/s of each (best and median of ``repeats``) and mesalab / peer."""
+    import jax
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from peer_ppo import make_peer_train
+
+    from mesalab.optimizers import PPOConfig, make_train
+
+    cfg = PPOConfig(total_steps=total_steps, n_levels=512)
+    programs = {
+        "mesalab": jax.jit(make_train(cfg)),
+        "peer": jax.jit(make_peer_train(cfg.task, total_steps=total_steps, n_levels=512, width=cfg.width,
+                                        depth=cfg.depth)),
+    }
+    compiled, compile_s = {}, {}
+    for name, f in programs.items():
+        t0 = time.perf_counter()
+        compiled[name] = f.lower(jax.random.key(0)).compile()
+        compile_s[name] = time.perf_counter() - t0
+    steps = cfg.num_updates * cfg.steps_per_update
+    times: dict[str, list[float]] = {n: [] for n in programs}
+    for i in range(repeats + 1):  # the first round warms up
+        for name, f in compiled.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(jax.random.key(i)))
+            if i:
+                times[name].append(time.perf_counter() - t0)
+    out = {"task": cfg.task, "n_levels": 512, "env_steps": steps, "repeats": repeats}
+    for name in programs:
+        ts = sorted(times[name])
+        out[name] = {"compile_s": compile_s[name], "seconds": ts, "steps_per_s_best": steps / ts[0],
+                     "steps_per_s_median": steps / ts[len(ts) // 2]}
+    out["ratio_median"] = out["mesalab"]["steps_per_s_median"] / out["peer"]["steps_per_s_median"]
+    return out
+
+
 PROBE = """
 import jax
 from mesalab.optimizers import PPOConfig, make_train
@@ -119,6 +158,7 @@ def main() -> None:
         "cores_pinned": len(os.sched_getaffinity(0)), "platform": platform.platform(),
         "env": [env_throughput(t, consume_obs=c) for c in (False, True) for t in ("red-door", "corner-goal", "maze")],
         "ppo": ppo_throughput(),
+        "ppo_vs_peer": ppo_vs_peer(),
     }
     if not args.skip_probe:
         # the probe needs more than one core to show the hazard: give its subprocess every core
@@ -132,6 +172,10 @@ def main() -> None:
         print(f"env {e['task']:<12} {e['steps_per_s_best'] / 1e6:6.2f} M steps/s ({what}, {e['obs_mode']}, {e['n_envs']} envs)")
     p = result["ppo"]
     print(f"ppo {p['task']:<12} {p['env_steps_per_s'] / 1e3:6.1f} k steps/s (compile {p['compile_s']:.1f} s)")
+    q = result["ppo_vs_peer"]
+    print(f"ppo vs peer  mesalab {q['mesalab']['steps_per_s_median'] / 1e3:6.1f} k, peer "
+          f"{q['peer']['steps_per_s_median'] / 1e3:6.1f} k steps/s (median of {q['repeats']}): "
+          f"ratio {q['ratio_median']:.2f}")
     if "vmap_seeds_two_threads_probe" in result:
         print(f"vmap-over-seeds probe on {result['vmap_seeds_two_threads_probe']['cores_available']} cores: "
               f"{'finished' if result['vmap_seeds_two_threads_probe']['finished'] else 'HUNG (timed out)'}")

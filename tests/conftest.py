@@ -8,6 +8,10 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+from mesalab.compile_cache import enable as _enable_compile_cache  # noqa: E402
+
+_enable_compile_cache()  # as the CLI does: this process, its spawned workers and the `mesalab` subprocesses share it
+
 
 @pytest.fixture(scope="session")
 def red_door():

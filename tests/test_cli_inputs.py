@@ -50,6 +50,7 @@ WORK = [
     ("mesalab.report.build", "build_report"),
     ("mesalab.optimizers", "make_train"),
     ("mesalab.optimizers.ppo", "make_train"),
+    ("mesalab.optimizers.ppo", "make_train_stages"),
     ("mesalab.optimizers.thinking", "make_train"),
     ("mesalab.optimizers.supervised", "make_train"),
     ("mesalab.report", "build_report"),

@@ -304,6 +304,9 @@ def report(run_dir: Path = typer.Argument(..., help="a run or sweep folder writt
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mesalab.compile_cache import enable
+
+    enable()  # compiled programs are kept on disk for the next run (MESALAB_COMPILE_CACHE=off turns it off)
     try:
         rv = app(args=argv, prog_name="mesalab", standalone_mode=False)
         if isinstance(rv, int) and rv != 0:  # typer returns exit codes (130 for Ctrl-C) in this mode

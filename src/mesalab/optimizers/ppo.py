@@ -2,6 +2,11 @@
 
 Contract: ``make_train(config) -> train(key) -> (model, metrics)``. ``train`` is pure, so seeds are a
 ``vmap`` axis: ``jax.vmap(make_train(cfg))(jax.random.split(key, n_seeds))``.
+
+The same run in stages (:func:`make_train_stages`: ``init``, ``run`` a chunk of updates, ``finish``) lets a driver
+report progress between jitted chunks (:func:`train_in_chunks`). No host callback sits in the compiled program, so
+JAX's persistent compilation cache can keep it across processes (:mod:`mesalab.compile_cache`), and the chunks
+give the same numbers as the one-program ``train``.
 """
 
 from __future__ import annotations
@@ -226,14 +231,20 @@ def replay_recurrent(model, obs: jax.Array, start: jax.Array, hidden0: jax.Array
     return logits, values
 
 
-def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None):
-    """Return ``train(key, dials=None) -> (model, metrics)``; ``metrics`` holds one entry per update.
+class TrainStages(NamedTuple):
+    """One PPO run in stages: ``init(key, dials) -> carry``; ``run(carry, dials, first, n) -> (carry, metrics)``
+    performs updates ``first .. first + n - 1`` (``n`` static; ``metrics`` one entry per update);
+    ``finish(carry) -> model``. ``dials`` is a dict of data-dial arrays (possibly empty), as for ``train``."""
 
-    ``dials`` optionally overrides the data dials (:data:`mesalab.data_dials.PPO_DATA_DIALS`) with (traceable)
-    arrays, so ``jax.vmap(train)(keys, {"train_alpha": alphas})`` trains one model per (key, α) in one program; without
-    it the values of ``config`` are used. ``progress``, if given, is called from inside the jitted loop with
-    the number of finished updates.
-    """
+    init: Callable
+    run: Callable
+    finish: Callable
+    num_updates: int
+
+
+def make_train_stages(config: PPOConfig) -> TrainStages:
+    """The stages of :func:`make_train`'s ``train`` (see :class:`TrainStages`); running ``init``, then ``run`` over
+    consecutive chunks covering every update, then ``finish`` is ``train``."""
     config.validate()
     task = get_task(config.task)
     env = task.env
@@ -273,16 +284,27 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
     def replay(params, static, traj, hidden0):
         return replay_recurrent(eqx.combine(params, static), traj.obs, traj.start, hidden0)
 
-    def train(key: jax.Array, dials: dict | None = None):
+    # the model's non-array part (its structure and settings), the same for every key
+    _, static = eqx.partition(jax.eval_shape(lambda: init_model(config, jax.random.key(0))),
+                              lambda x: isinstance(x, jax.ShapeDtypeStruct))
+
+    def check_dials(dials):
         dials = dict(dials or {})
         unknown = sorted(set(dials) - set(PPO_DATA_DIALS))
         if unknown:
             raise ConfigError(f"{unknown} are not data dials of PPO; data dials: {', '.join(PPO_DATA_DIALS)}")
+        return dials
+
+    def optimizer_for(dials):
+        return make_optimizer(jnp.asarray(dials.get("weight_decay", config.weight_decay), jnp.float32))
+
+    def init(key: jax.Array, dials: dict | None = None):
+        dials = check_dials(dials)
         dist = training_distribution(task, config, dials)
-        optimizer = make_optimizer(jnp.asarray(dials.get("weight_decay", config.weight_decay), jnp.float32))
+        optimizer = optimizer_for(dials)
         k_model, k_levels, k_env, k_loop = jax.random.split(key, 4)
         model = init_model(config, k_model)
-        params, static = eqx.partition(model, eqx.is_array)
+        params, _ = eqx.partition(model, eqx.is_array)
         with jax.numpy_dtype_promotion("standard"):
             opt_state = optimizer.init(params)
         if unlimited:
@@ -295,6 +317,12 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
         ep_return = jnp.zeros((n_env,), jnp.float32)
         hidden = initial_hidden(model, n_env)
         starts = jnp.ones((n_env,), jnp.bool_)
+        return (params, opt_state, env_params, state, obs, ep_return, hidden, starts, k_loop)
+
+    def run(carry, dials: dict | None, first, n: int):
+        dials = check_dials(dials)
+        dist = training_distribution(task, config, dials)
+        optimizer = optimizer_for(dials)
 
         def update(carry, upd_idx):
             params, opt_state, env_params, state, obs, ep_return, hidden, starts, key = carry
@@ -396,15 +424,69 @@ def make_train(config: PPOConfig, progress: Callable[[int], None] | None = None)
                 "entropy": losses[3].mean(),
                 "approx_kl": losses[4].mean(),
             }
-            if progress is not None:
-                jax.debug.callback(lambda i: progress(int(np.max(i)) + 1), upd_idx)
             return (params, opt_state, env_params, state, obs, ep_return, hidden, starts, key), metrics
 
-        carry = (params, opt_state, env_params, state, obs, ep_return, hidden, starts, k_loop)
-        carry, metrics = jax.lax.scan(update, carry, jnp.arange(n_updates))
-        return eqx.combine(carry[0], static), metrics
+        return jax.lax.scan(update, carry, jnp.asarray(first, jnp.int32) + jnp.arange(n, dtype=jnp.int32))
+
+    def finish(carry):
+        return eqx.combine(carry[0], static)
+
+    return TrainStages(init, run, finish, n_updates)
+
+
+def make_train(config: PPOConfig):
+    """Return ``train(key, dials=None) -> (model, metrics)``; ``metrics`` holds one entry per update.
+
+    ``dials`` optionally overrides the data dials (:data:`mesalab.data_dials.PPO_DATA_DIALS`) with (traceable)
+    arrays, so ``jax.vmap(train)(keys, {"train_alpha": alphas})`` trains one model per (key, α) in one program; without
+    it the values of ``config`` are used. For progress reports while it trains, see :func:`train_in_chunks`.
+    """
+    config.validate()
+    stages = make_train_stages(config)
+
+    def train(key: jax.Array, dials: dict | None = None):
+        carry = stages.init(key, dials)
+        carry, metrics = stages.run(carry, dials, 0, stages.num_updates)
+        return stages.finish(carry), metrics
 
     return train
+
+
+def chunk_sizes(n_updates: int, chunks: int = 10) -> list[int]:
+    """Sizes of the consecutive chunks a run of ``n_updates`` is split into for progress reports: equal chunks of
+    ``ceil(n / chunks)`` and one shorter remainder, so at most two chunk programs are compiled."""
+    size = max(1, -(-n_updates // max(1, chunks)))
+    full, rest = divmod(n_updates, size)
+    return [size] * full + ([rest] if rest else [])
+
+
+def train_in_chunks(stages: TrainStages, keys: jax.Array, dials: dict, progress: Callable[[int], None] | None = None,
+                    chunks: int = 10, compiled: tuple | None = None):
+    """``(models, metrics)`` of ``jax.vmap(train)(keys, dials)``, computed as jitted chunks of updates with
+    ``progress(updates done)`` called after each; the numbers are ``train``'s. ``compiled``: the stages'
+    :func:`jitted_stages` (pass the same ones every time to compile once per shape in a long-lived process)."""
+    init, run, finish = compiled or jitted_stages(stages)
+    carry = init(keys, dials)
+    done, parts = 0, []
+    for n in chunk_sizes(stages.num_updates, chunks):
+        carry, m = run(carry, dials, done, n)
+        done += n
+        if progress is not None:
+            jax.block_until_ready(m)
+            progress(done)
+        parts.append(m)
+    metrics = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=1), *parts)
+    return finish(carry), metrics
+
+
+def jitted_stages(stages: TrainStages):
+    """The stages vmapped over a leading model axis and compiled: ``init(keys, dials)``,
+    ``run(carry, dials, first, n)`` (``n`` static; ``first`` traced, so every chunk of a size shares a program;
+    the carry is donated) and ``finish(carry)``."""
+    init = jax.jit(jax.vmap(stages.init))
+    run = jax.jit(jax.vmap(stages.run, in_axes=(0, 0, None, None)), static_argnums=3, donate_argnums=0)
+    finish = jax.jit(jax.vmap(stages.finish))
+    return init, run, finish
 
 
 def check_finite(metrics: dict, lr: float) -> None:

@@ -19,34 +19,24 @@ from mesalab.eval_plan import EvalPlan
 RECURRENT_TEST_TICKS = (1, 2, 4, 8, 16)  # a recurrent model of a run is also tested at these ticks per step
 
 
-# The batch being trained reports its progress here: the jitted trainers are cached across batches (one
-# compilation per shape per worker process), so the callback compiled into them must not be batch-specific.
-_PROGRESS: list = [None]
-
-
-def _report_progress(n: int) -> None:
-    if _PROGRESS[0] is not None:
-        _PROGRESS[0](n)
-
-
 @functools.lru_cache(maxsize=None)
-def _trainer_cached(config_json: str, data_dial: str | None):
-    import jax
+def _stages_cached(config_json: str, data_dial: str | None):
+    """The compiled stages of a PPO run, shared by every batch whose shape settings are the same (one compilation
+    per chunk shape per worker process; none at all on a warm persistent compilation cache)."""
+    from mesalab.optimizers import PPOConfig
+    from mesalab.optimizers.ppo import jitted_stages, make_train_stages
 
-    from mesalab.optimizers import PPOConfig, make_train
-
-    train = make_train(PPOConfig(**json.loads(config_json)), _report_progress)
-    return jax.jit(jax.vmap(train))
+    stages = make_train_stages(PPOConfig(**json.loads(config_json)))
+    return stages, jitted_stages(stages)
 
 
-def _trainer(config, data_dial: str | None):
-    """``train(keys, dials)`` vmapped and jitted, shared by every batch whose shape settings are the same."""
+def _stages(config, data_dial: str | None):
     from mesalab.optimizers import PPOConfig
 
     d = config.to_dict()
     if data_dial is not None:
         d[data_dial] = getattr(PPOConfig(), data_dial)  # the value is a traced input, not part of the program
-    return _trainer_cached(json.dumps(d, sort_keys=True), data_dial)
+    return _stages_cached(json.dumps(d, sort_keys=True), data_dial)
 
 
 def train_batch(config, seeds: list[int], data_dial: str | None = None, dial_values: list | None = None,
@@ -58,13 +48,12 @@ def train_batch(config, seeds: list[int], data_dial: str | None = None, dial_val
 
     from mesalab.optimizers import check_finite
 
+    from mesalab.optimizers.ppo import train_in_chunks
+
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
     dials = {} if data_dial is None else {data_dial: jnp.asarray(dial_values, jnp.float32)}
-    _PROGRESS[0] = progress
-    try:  # wait for the (asynchronously dispatched) training inside, so that every update is reported
-        models, metrics = jax.block_until_ready(_trainer(config, data_dial)(keys, dials))
-    finally:
-        _PROGRESS[0] = None
+    stages, compiled = _stages(config, data_dial)
+    models, metrics = train_in_chunks(stages, keys, dials, progress, compiled=compiled)
     metrics = jax.tree_util.tree_map(np.asarray, metrics)
     check_finite(metrics, config.lr)
     return keys, models, metrics

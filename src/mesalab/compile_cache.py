@@ -1,0 +1,53 @@
+"""JAX's persistent compilation cache for mesalab processes: a compiled program (a PPO chunk, an evaluator, an IRL
+fit) is written to disk once and loaded by every later process that builds the same program, so a second run of
+the same configuration skips most of its compile time.
+
+The folder is ``$MESALAB_COMPILE_CACHE`` if set (``off`` turns the cache off), else ``mesalab/jax`` under the
+user's cache directory (``$XDG_CACHE_HOME``, default ``~/.cache``). The cache key covers the program, the compile
+options, the JAX/jaxlib versions and the device, so a cached program gives the same numbers as a fresh compile.
+:func:`enable` also exports the setting to the environment, so spawned worker processes use the same folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ENV = "MESALAB_COMPILE_CACHE"
+MIN_COMPILE_SECONDS = 0.2  # programs that compile faster than this are not worth a disk entry
+
+
+def cache_dir() -> Path | None:
+    """The cache folder this process would use, or ``None`` when the cache is turned off."""
+    value = os.environ.get(ENV, "").strip()
+    if value.lower() in ("off", "0", "false", "no"):
+        return None
+    if value:
+        return Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mesalab" / "jax"
+
+
+def enable() -> Path | None:
+    """Turn the persistent compilation cache on for this process and the workers it spawns; returns the folder
+    (``None`` when turned off, or when the folder cannot be created: then compiling simply is not cached)."""
+    path = cache_dir()
+    if path is None:
+        return None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    settings = {"jax_compilation_cache_dir": str(path),
+                "jax_persistent_cache_min_compile_time_secs": MIN_COMPILE_SECONDS,
+                "jax_persistent_cache_min_entry_size_bytes": 0}
+    os.environ[ENV] = str(path)
+    for name, value in settings.items():  # read by JAX when a process (a spawned worker too) imports it
+        os.environ[name.upper()] = str(value)
+    if "jax" in sys.modules:  # already imported here: set it directly
+        import jax
+
+        for name, value in settings.items():
+            jax.config.update(name, value)
+    return path
