@@ -316,3 +316,21 @@ def test_planted_agents_recovered_objective_is_epic_closest_to_the_planted_one(r
         assert e.ci_high[j] < e.ci_low[1 - j], (planted.name, e)
     # profiles built without EPIC (other constructors) still work
     assert ObjectiveProfile("test", prof.behavioral, prof.bits, prof.reading).epic is None
+
+
+def test_a_constant_reward_has_no_distance_and_raises_no_warning():
+    """A reward with no variance on the states (e.g. no red object on the levels) has no EPIC distance ("-"); the
+    division that would make it 0/0 must not print a RuntimeWarning into the user's terminal."""
+    import warnings
+
+    from mesalab.diagnostics.epic import _distances
+
+    cov = np.eye(3)
+    u = np.zeros((1, 3))
+    v = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = _distances(cov, u, v)
+        d2 = _distances(cov, v, v)
+    assert d.shape == (1, 2) and np.isnan(d).all()
+    assert d2[0, 0] == 0.0 and np.isnan(d2[0, 1]) and np.isnan(d2[1]).all()

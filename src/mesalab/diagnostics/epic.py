@@ -276,7 +276,8 @@ def _distances(cov: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     parts = np.diag(cov)
     ok_u = var_u > DEGENERATE * ((u * u) @ parts)
     ok_v = var_v > DEGENERATE * ((v * v) @ parts)
-    rho = (u @ cov @ v.T) / np.sqrt(np.maximum(var_u, 1e-300)[:, None] * np.maximum(var_v, 1e-300)[None, :])
+    # each factor floored on its own (their product would underflow to 0 and warn); degenerate ones are masked below
+    rho = (u @ cov @ v.T) / (np.sqrt(np.maximum(var_u, 1e-300))[:, None] * np.sqrt(np.maximum(var_v, 1e-300))[None, :])
     d = np.sqrt(np.clip((1.0 - rho) / 2.0, 0.0, 1.0))
     return np.where(ok_u[:, None] & ok_v[None, :], d, np.nan)
 
