@@ -58,9 +58,10 @@ def make_peer_train(task_name: str = "red-door", total_steps: int = 262_144, n_l
     schedule = optax.linear_schedule(lr, 0.0, n_updates * update_epochs * num_minibatches)
     tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(schedule, eps=1e-5))
 
+    pool = task.sample_params_checked(jax.random.key(level_seed), "train", n_levels)  # fixed levels, drawn once
+
     def train(key):
         k_init, k_env, k_loop = jax.random.split(key, 3)
-        pool = task.sample_params_checked(jax.random.key(level_seed), "train", n_levels)
         obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_env, num_envs), pool)
         d_in = 1
         for s in obs.shape[1:]:
