@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from mesalab.errors import ConfigError, MesalabError
 
+LIVENESS_S = 5.0  # how often the parent looks for a worker that died
 SPAWN = mp.get_context("spawn")  # workers start a fresh interpreter (JAX is not fork-safe)
 BACKENDS = ("local", "ray")
 
@@ -121,19 +122,31 @@ def _pinned_workers(target: Callable, per_worker_args: list[tuple], cores: list[
             p.join(timeout=5)
 
 
-def _next_message(q, procs, died: str) -> tuple:
+def _next_message(q, procs, died: str, watch: dict | None = None) -> tuple:
     """The next ``(kind, batch_id, payload)``; a :class:`MesalabError` naming ``died`` (what to do) if a worker
-    exits abnormally while none is waiting."""
+    exits abnormally (e.g. killed for memory). The workers are looked at every ``LIVENESS_S`` seconds even while
+    messages keep arriving, so a live worker's stream of progress reports cannot hide a dead one; ``watch`` keeps
+    the time of the last look across calls."""
+    import time
+
+    watch = {} if watch is None else watch
     while True:
+        now = time.monotonic()
+        if now - watch.get("checked", now) >= LIVENESS_S:
+            watch["checked"] = now
+            dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+            if dead and q.empty():  # messages already sent (results of others) are taken first
+                raise MesalabError(f"a worker exited with code {dead[0].exitcode} (out of memory?); {died}")
+        watch.setdefault("checked", now)
         try:
-            return q.get(timeout=5)
+            return q.get(timeout=LIVENESS_S)
         except queue_mod.Empty:
             dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
             if dead:
                 raise MesalabError(f"a worker exited with code {dead[0].exitcode} (out of memory?); {died}") from None
             if all(not p.is_alive() for p in procs):
                 try:  # the last messages may still be arriving
-                    return q.get(timeout=5)
+                    return q.get(timeout=LIVENESS_S)
                 except queue_mod.Empty:
                     raise MesalabError(f"the workers stopped before sending every result (a result that cannot be "
                                        f"pickled?); {died}") from None
@@ -164,10 +177,10 @@ def run_local(study, batches: list[Batch], workers: int, on_result: Callable, on
     tasks.cancel_join_thread()
     by_id = {b.batch_id: b for b in batches}
     with _pinned_workers(_pool_worker, [(study, tasks, results)] * workers, cores) as procs:
-        finished = 0
+        finished, watch = 0, {}
         while finished < len(batches):
             kind, batch_id, payload = _next_message(results, procs, "re-run the same command to resume, with "
-                                                                    "--workers 1")
+                                                                    "--workers 1", watch)
             if kind == "progress":
                 if on_progress:
                     on_progress(batch_id, payload)
