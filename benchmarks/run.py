@@ -21,7 +21,7 @@ import time
 
 
 def env_throughput(task_name: str, n_envs: int = 4096, n_steps: int = 200, repeats: int = 3,
-                   consume_obs: bool = True) -> dict:
+                   consume_obs: bool = True, obs_mode: str | None = None) -> dict:
     """Vmapped, jitted env steps/s. ``consume_obs``: read every observation element (else only reward, done
     and the agent's position are used, so XLA may skip building observations: the transition cost)."""
     import jax
@@ -30,7 +30,7 @@ def env_throughput(task_name: str, n_envs: int = 4096, n_steps: int = 200, repea
     from mesalab.tasks import get_task
 
     task = get_task(task_name)
-    env = task.env
+    env = task.env_for(obs_mode or task.obs_mode)
     params = task.sample_params_checked(jax.random.key(0), "train", 1024)
 
     @jax.jit
@@ -121,6 +121,40 @@ def ppo_vs_peer(total_steps: int = 131_072, repeats: int = 3) -> dict:
     return out
 
 
+def ppo_lean_vs_full(tasks: tuple[str, ...] = ("red-door", "corner-goal-13"), total_steps: int = 131_072,
+                     repeats: int = 3) -> list[dict]:
+    """PPO steps/s with the full egocentric view against the lossless ``lean`` one (same task, network, settings
+    and fixed pool of 512 levels), timed alternately in this process; ``ratio`` = lean / full (median of
+    ``repeats``)."""
+    import jax
+
+    from mesalab.optimizers import PPOConfig, make_train
+    from mesalab.tasks import get_task
+
+    out = []
+    for name in tasks:
+        programs, shapes = {}, {}
+        for mode in ("egocentric", "lean"):
+            cfg = PPOConfig(task=name, total_steps=total_steps, n_levels=512, obs_mode=mode)
+            programs[mode] = jax.jit(make_train(cfg)).lower(jax.random.key(0)).compile()
+            shapes[mode] = list(get_task(name).env_for(mode).obs_shape)
+        steps = cfg.num_updates * cfg.steps_per_update
+        times: dict[str, list[float]] = {m: [] for m in programs}
+        for i in range(repeats + 1):  # the first round warms up
+            for mode, f in programs.items():
+                t0 = time.perf_counter()
+                jax.block_until_ready(f(jax.random.key(i)))
+                if i:
+                    times[mode].append(time.perf_counter() - t0)
+        row = {"task": name, "env_steps": steps, "repeats": repeats}
+        for mode in programs:
+            ts = sorted(times[mode])
+            row[mode] = {"obs_shape": shapes[mode], "seconds": ts, "steps_per_s_median": steps / ts[len(ts) // 2]}
+        row["ratio_median"] = row["lean"]["steps_per_s_median"] / row["egocentric"]["steps_per_s_median"]
+        out.append(row)
+    return out
+
+
 PROBE = """
 import jax
 from mesalab.optimizers import PPOConfig, make_train
@@ -156,9 +190,11 @@ def main() -> None:
     result = {
         "mesalab": mesalab.__version__, "jax": jax.__version__, "backend": jax.default_backend(),
         "cores_pinned": len(os.sched_getaffinity(0)), "platform": platform.platform(),
-        "env": [env_throughput(t, consume_obs=c) for c in (False, True) for t in ("red-door", "corner-goal", "maze")],
+        "env": [env_throughput(t, consume_obs=c) for c in (False, True) for t in ("red-door", "corner-goal", "maze")]
+               + [env_throughput(t, obs_mode="lean") for t in ("red-door", "corner-goal", "maze")],
         "ppo": ppo_throughput(),
         "ppo_vs_peer": ppo_vs_peer(),
+        "ppo_lean_vs_full": ppo_lean_vs_full(),
     }
     if not args.skip_probe:
         # the probe needs more than one core to show the hazard: give its subprocess every core
@@ -176,6 +212,10 @@ def main() -> None:
     print(f"ppo vs peer  mesalab {q['mesalab']['steps_per_s_median'] / 1e3:6.1f} k, peer "
           f"{q['peer']['steps_per_s_median'] / 1e3:6.1f} k steps/s (median of {q['repeats']}): "
           f"ratio {q['ratio_median']:.2f}")
+    for q in result["ppo_lean_vs_full"]:
+        print(f"ppo {q['task']:<14} lean {q['lean']['obs_shape']} {q['lean']['steps_per_s_median'] / 1e3:6.1f} k vs "
+              f"full {q['egocentric']['obs_shape']} {q['egocentric']['steps_per_s_median'] / 1e3:6.1f} k steps/s: "
+              f"x{q['ratio_median']:.2f}")
     if "vmap_seeds_two_threads_probe" in result:
         print(f"vmap-over-seeds probe on {result['vmap_seeds_two_threads_probe']['cores_available']} cores: "
               f"{'finished' if result['vmap_seeds_two_threads_probe']['finished'] else 'HUNG (timed out)'}")

@@ -224,7 +224,7 @@ def _comparison_sentence(preset, curve, shared, measured, published, rho, rho_ci
 def _obs_mode(preset) -> str:
     from mesalab.tasks import get_task
 
-    return get_task(preset.panel_task(preset.panels[0])).obs_mode
+    return preset.base.get("obs_mode") or get_task(preset.panel_task(preset.panels[0])).obs_mode
 
 
 def comparison_table(c: PublishedComparison, display=str) -> dict:

@@ -115,7 +115,7 @@ def evaluate(task: Task, policy: Policy, params: EnvParams, key: jax.Array) -> E
         from mesalab.diagnostics.keys_chests.evaluation import evaluate as evaluate_keys_chests
 
         return evaluate_keys_chests(task, policy, params, key)
-    env = GridEnv(task.shape.height, task.shape.width, policy.obs_mode)
+    env = task.env_for(policy.obs_mode)
     n = params.grid.shape[0]
     levels = jnp.arange(n, dtype=jnp.int32)
 

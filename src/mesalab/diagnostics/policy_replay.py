@@ -32,7 +32,7 @@ def _model_log_probs_impl(model, task, obs_mode: str, greedy: bool, params, cell
 
 
 def _log_probs_of(task, policy, params, cells, actions):
-    from mesalab.tasks.grid import EnvState, GridEnv
+    from mesalab.tasks.grid import EnvState
 
     from mesalab.diagnostics.policies import as_stateful
     from mesalab.tasks.keys_chests import KeysChestsTask
@@ -41,7 +41,7 @@ def _log_probs_of(task, policy, params, cells, actions):
         env = task.env_for(policy.obs_mode)
         state_at = lambda level, cell, t: env.state_from_record(params, level, cell, t)  # noqa: E731
     else:
-        env = GridEnv(task.shape.height, task.shape.width, policy.obs_mode)
+        env = task.env_for(policy.obs_mode)
         state_at = lambda level, cell, t: EnvState(level=level, pos=cell, t=t)  # noqa: E731
     n, horizon = actions.shape
     initial_carry, _, log_probs = as_stateful(policy)

@@ -54,6 +54,9 @@ class PPOConfig(DictConfig, settings_name="PPO"):
             distribution; -1 keeps the task's own training distribution (α = 0 for the registered tasks).
         train_corner_k: side k of the corner region that holds the goal in the training distribution (tasks with a
             ``corner_k`` dial); -1 keeps the task's own (corner-goal 3, corner-goal-13 1).
+        obs_mode: what the policy observes: ``""`` the task's own (egocentric), ``"egocentric"``, ``"global"`` or
+            ``"lean"`` (the egocentric view less its always-wall rings and never-set channels: lossless and a
+            smaller first layer; :class:`mesalab.tasks.grid.GridEnv`). Evaluation and diagnostics observe the same way.
     """
 
     task: str = "red-door"
@@ -81,6 +84,7 @@ class PPOConfig(DictConfig, settings_name="PPO"):
     train_corner_k: int = -1
     ticks: int = 1
     channels: int = 8
+    obs_mode: str = ""
 
     @property
     def steps_per_update(self) -> int:
@@ -122,6 +126,9 @@ class PPOConfig(DictConfig, settings_name="PPO"):
     def validate(self) -> "PPOConfig":
         self.check_fields()
         task = get_task(self.task)
+        if self.obs_mode and self.obs_mode not in task.obs_modes:
+            raise ConfigError(f"obs_mode {self.obs_mode!r} is not offered by task {self.task!r}; use one of: "
+                              f"{', '.join(task.obs_modes)} (or \"\" for the task's own)")
         if self.train_corner_k != -1:
             if "corner_k" not in task.dials:
                 raise ConfigError(f"train_corner_k is a setting of corner tasks; task {self.task!r} has no corner region")
@@ -162,9 +169,13 @@ class Transition(NamedTuple):
     start: jax.Array  # the hidden state was reset before this step (episode start); used by recurrent models
 
 
+def task_for(config: PPOConfig):
+    """The task of ``config`` as its agents observe it (:meth:`mesalab.tasks.registry.Task.with_obs_mode`)."""
+    return get_task(config.task).with_obs_mode(config.obs_mode)
+
+
 def init_model(config: PPOConfig, key: jax.Array):
-    task = get_task(config.task)
-    env = task.env
+    env = task_for(config).env
     return make_model(config.model, key=key, obs_shape=env.obs_shape, n_actions=env.n_actions, width=config.width,
                       depth=config.depth, ticks=config.ticks, channels=config.channels)
 
@@ -246,7 +257,7 @@ def make_train_stages(config: PPOConfig) -> TrainStages:
     """The stages of :func:`make_train`'s ``train`` (see :class:`TrainStages`); running ``init``, then ``run`` over
     consecutive chunks covering every update, then ``finish`` is ``train``."""
     config.validate()
-    task = get_task(config.task)
+    task = task_for(config)
     env = task.env
     n_env, n_steps = config.num_envs, config.rollout_len
     n_updates = config.num_updates

@@ -155,11 +155,11 @@ def measure_seeds(spec: dict, seeds: list[int], progress=None) -> dict:
     """Train ``seeds`` as one vmapped program, evaluate each on the train and test pools, profile it, and build
     every row of these seeds: ``{"rows": table -> rows, "models": [(seed, leaves)]}``."""
     from mesalab.optimizers import PPOConfig
+    from mesalab.optimizers.ppo import task_for
     from mesalab.studies import ppo_batch as P
-    from mesalab.tasks import get_task
 
     config = PPOConfig(**spec["ppo"])
-    task = get_task(config.task)
+    task = task_for(config)  # as the models observe it
     plan = eval_plan(spec["eval"])
     keys, models, metrics = P.train_batch(config, seeds, progress=progress)
     pools = P.evaluation_pools(task, plan)
@@ -389,7 +389,7 @@ def diagnose_run(folder: RunFolder | Path, irl_levels: int | None = None, bootst
     folder = folder if isinstance(folder, RunFolder) else RUN.folder(folder)
     run_dir = folder.path
     meta = load_run_config(run_dir)
-    task = get_task(meta["task"])
+    task = get_task(meta["task"]).with_obs_mode(meta.get("ppo", {}).get("obs_mode", ""))  # as its models observe
     ev = dict(meta.get("eval", {}))
     if irl_levels is None:
         irl_levels = min(EvalPlan.irl_levels, int(ev.get("episodes", EvalPlan.episodes)))

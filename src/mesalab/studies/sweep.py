@@ -267,12 +267,12 @@ def sweep_level_rows(preset: Preset, folder: RunFolder) -> list[tuple]:
 def measure_ppo_batch(batch: P.Batch, plan, progress=None) -> list[CellResult]:
     """Train one batch of PPO cells (one vmapped, jitted program) and measure every cell."""
     from mesalab.optimizers import PPOConfig
+    from mesalab.optimizers.ppo import task_for
     from mesalab.studies import ppo_batch as B
-    from mesalab.tasks import get_task
 
     t0 = time.time()
     config = PPOConfig.from_dict(batch.config)
-    task = get_task(config.task)
+    task = task_for(config)  # as the models observe it
     dial_values = None if batch.data_dial is None else [c.config[batch.data_dial] for c in batch.cells]
     keys, models, metrics = B.train_batch(config, [c.seed for c in batch.cells], batch.data_dial, dial_values, progress)
     pools = B.evaluation_pools(task, plan)

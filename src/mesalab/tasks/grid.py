@@ -33,6 +33,8 @@ N_GRID_CHANNELS = 1 + len(OBJECT_TYPES) + len(COLOURS)
 # Observations append one channel for the agent.
 AGENT_CHANNEL = N_GRID_CHANNELS
 N_OBS_CHANNELS = N_GRID_CHANNELS + 1
+LEAN_TRIM = 2  # rings of the egocentric window a "lean" observation drops (always wall on a bordered level)
+OBS_MODES = ("egocentric", "global", "lean")
 CHANNEL_NAMES: tuple[str, ...] = (
     ("wall",) + tuple(f"type:{t}" for t in OBJECT_TYPES) + tuple(f"colour:{c}" for c in COLOURS) + ("agent",)
 )
@@ -108,12 +110,16 @@ class GridEnv:
 
     ``obs_mode``: ``"global"`` gives the ``H x W`` grid plus an agent channel; ``"egocentric"`` gives a
     ``(2H-1) x (2W-1)`` view centred on the agent (outside the grid reads as wall), which makes
-    "where is the door relative to me" a translation-invariant feature.
+    "where is the door relative to me" a translation-invariant feature. ``"lean"`` is the egocentric view without
+    what never carries information on a bordered level: the two outer rings of the window (always wall, since the
+    agent stands inside the border) and the channels other than ``channels`` (grid channel indices, in order;
+    ones the task never sets). It is lossless for such levels: ``(2H-5) x (2W-5) x len(channels)``.
     """
 
     height: int
     width: int
     obs_mode: str = "egocentric"
+    channels: tuple[int, ...] = ()  # the grid channels a "lean" observation keeps
 
     @property
     def n_actions(self) -> int:
@@ -123,6 +129,8 @@ class GridEnv:
     def obs_shape(self) -> tuple[int, int, int]:
         if self.obs_mode == "global":
             return (self.height, self.width, N_OBS_CHANNELS)
+        if self.obs_mode == "lean":
+            return (2 * self.height - 1 - 2 * LEAN_TRIM, 2 * self.width - 1 - 2 * LEAN_TRIM, len(self.channels))
         return (2 * self.height - 1, 2 * self.width - 1, N_GRID_CHANNELS)
 
     # -- functional API -------------------------------------------------------------------------------
@@ -168,16 +176,23 @@ class GridEnv:
             cols = jnp.arange(self.width)[None, :] == state.pos[1]
             agent = (rows & cols)[..., None]
             return jnp.concatenate([grid, agent], axis=-1)
+        if self.obs_mode == "lean":
+            return egocentric_view(grid[..., list(self.channels)], state.pos, trim=LEAN_TRIM,
+                                   wall=self.channels.index(WALL_CHANNEL) if WALL_CHANNEL in self.channels else None)
         return egocentric_view(grid, state.pos)
 
 
-def egocentric_view(grid: jax.Array, pos: jax.Array) -> jax.Array:
-    """Crop a ``(2H-1, 2W-1)`` window of ``grid`` centred on ``pos``; cells outside the grid are walls."""
+def egocentric_view(grid: jax.Array, pos: jax.Array, trim: int = 0, wall: int | None = WALL_CHANNEL) -> jax.Array:
+    """Crop a ``(2H-1, 2W-1)`` window of ``grid`` centred on ``pos``; cells outside the grid are walls (channel
+    ``wall``; ``None``: no wall channel). ``trim`` cuts that many rings off the window's edge."""
     h, w, ch = grid.shape
-    pad_value = jnp.zeros((ch,), jnp.bool_).at[WALL_CHANNEL].set(True)
+    pad_value = jnp.zeros((ch,), jnp.bool_)
+    if wall is not None:
+        pad_value = pad_value.at[wall].set(True)
     padded = jnp.broadcast_to(pad_value, (3 * h - 2, 3 * w - 2, ch))
     padded = jax.lax.dynamic_update_slice(padded, grid, (h - 1, w - 1, 0))
-    return jax.lax.dynamic_slice(padded, (pos[0], pos[1], 0), (2 * h - 1, 2 * w - 1, ch))
+    return jax.lax.dynamic_slice(padded, (pos[0] + trim, pos[1] + trim, 0),
+                                 (2 * h - 1 - 2 * trim, 2 * w - 1 - 2 * trim, ch))
 
 
 def neighbours(x: jax.Array, fill) -> jax.Array:

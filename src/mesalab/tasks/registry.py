@@ -3,6 +3,7 @@ base objective, intended objective and candidate proxies."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
@@ -24,9 +25,12 @@ from mesalab.tasks.families import (
     red_door_level,
 )
 from mesalab.tasks.features import FeatureBasis, corners
-from mesalab.tasks.grid import COLOURS, EnvParams, GridEnv, Level, level_grid
+from mesalab.tasks.grid import CHANNEL_NAMES, COLOURS, OBS_MODES, EnvParams, GridEnv, Level, level_grid
 from mesalab.tasks.objectives import Objective
 from mesalab.tasks.oracle import optimal_return
+
+
+_VARIANTS: dict = {}  # (id(task), obs_mode) -> (task, the task observing in that mode): Task.with_obs_mode
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,39 @@ class Task:
     obs_mode: str = "egocentric"
     probes: tuple[Probe, ...] = ()  # evaluation splits beyond train/test that tell the hypotheses apart
     hypotheses: tuple[Objective, ...] = ()  # competing accounts of what a trained agent pursues (probe table rows)
+    # the grid channels (names of mesalab.tasks.grid.CHANNEL_NAMES) its levels ever set, on every split: what a
+    # "lean" observation keeps (empty: the task offers no lean observation)
+    lean_channels: tuple[str, ...] = ()
 
     @property
     def env(self) -> GridEnv:
-        return GridEnv(self.shape.height, self.shape.width, self.obs_mode)
+        return self.env_for(self.obs_mode)
+
+    @property
+    def obs_modes(self) -> tuple[str, ...]:
+        """The observation modes this task's environment offers."""
+        return tuple(m for m in OBS_MODES if m != "lean" or self.lean_channels)
+
+    def env_for(self, obs_mode: str) -> GridEnv:
+        """The environment with observations in ``obs_mode`` (one of :attr:`obs_modes`)."""
+        if obs_mode not in self.obs_modes:
+            raise ConfigError(f"task {self.name!r} has no {obs_mode!r} observations; use one of: "
+                              f"{', '.join(self.obs_modes)}")
+        channels = tuple(CHANNEL_NAMES.index(c) for c in self.lean_channels) if obs_mode == "lean" else ()
+        return GridEnv(self.shape.height, self.shape.width, obs_mode, channels)
+
+    def with_obs_mode(self, obs_mode: str) -> "Task":
+        """This task with its agents observing in ``obs_mode`` (the same levels, objectives and splits). One object
+        per (task, mode), so jitted code that takes the task as a static argument compiles once per mode."""
+        if not obs_mode or obs_mode == self.obs_mode:
+            return self
+        if obs_mode not in self.obs_modes:
+            raise ConfigError(f"task {self.name!r} has no {obs_mode!r} observations; use one of: "
+                              f"{', '.join(self.obs_modes)}")
+        key = (id(self), obs_mode)
+        if key not in _VARIANTS:
+            _VARIANTS[key] = (self, dataclasses.replace(self, obs_mode=obs_mode))  # keeps self alive with its id
+        return _VARIANTS[key][1]
 
     @property
     def candidate_objectives(self) -> tuple[Objective, ...]:
@@ -175,6 +208,7 @@ def _corner_proxy(k: int) -> Objective:
 CORNER_13 = "corner-goal-13"  # the corner dose-response task (the corner-size preset)
 CORNER_13_WALLS = 0.6
 CORNER_13_OBS = "egocentric"
+GOAL_CHANNELS = ("wall", "type:goal", "colour:green")  # what the goal tasks' levels set (the goal is always green)
 
 
 def _build_registry() -> dict[str, Task]:
@@ -220,6 +254,8 @@ def _build_registry() -> dict[str, Task]:
                 "wall_density": "fraction of maze walls kept (0.15)",
                 "n_distractors": "non-door objects per level (2)",
             },
+            lean_channels=("wall", "type:door", "type:key", "type:ball", "type:box",
+                           *(f"colour:{c}" for c in COLOURS)),
         ),
         Task(
             name="corner-goal",
@@ -240,6 +276,7 @@ def _build_registry() -> dict[str, Task]:
                 "corner_k": f"side of the corner region ({k})",
                 "wall_density": "fraction of maze walls kept (0.15)",
             },
+            lean_channels=GOAL_CHANNELS,
         ),
         Task(
             name=CORNER_13,
@@ -262,6 +299,7 @@ def _build_registry() -> dict[str, Task]:
                                 "is wall, as jaxgmg's block mazes)",
             },
             obs_mode=CORNER_13_OBS,
+            lean_channels=GOAL_CHANNELS,
         ),
         Task(
             name="maze",
@@ -277,6 +315,7 @@ def _build_registry() -> dict[str, Task]:
             features=FeatureBasis(types=("goal",), regions=corners(3)),
             dials={"wall_density": "fraction of maze walls kept (1.0 = perfect maze)",
                    "n_levels": "distinct training mazes N (set by the trainer; 0 = unlimited)"},
+            lean_channels=GOAL_CHANNELS,
         ),
     ]
     return {t.name: t for t in tasks}
