@@ -79,3 +79,22 @@ def test_a_lean_run_trains_evaluates_diagnoses_and_reloads(tmp_path):
     model = load_model(out, 0)
     assert model.hidden[0].weight.shape == (32, 13 * 13 * 9)
     diagnose_run(out, irl_levels=10, bootstrap=20)
+
+
+def test_a_config_file_without_total_steps_keeps_the_runs_300k_steps():
+    """``mesalab run red-door --config lean.json`` where the file sets only obs_mode: the run's default budget
+    stays (it used to become PPOConfig's 1M); a total_steps in the file, or --steps, still wins."""
+    from mesalab.optimizers import PPOConfig
+    from mesalab.studies import find
+    from mesalab.studies.contract import Options
+
+    study = find("run", "red-door")
+
+    def steps(**kw):
+        s = study.configure("red-door", Options(**kw))
+        return PPOConfig(**s["ppo"]).total_steps
+
+    assert steps() == 300_000
+    assert steps(config={"obs_mode": "lean"}, config_given=True) == 300_000
+    assert steps(config={"obs_mode": "lean", "total_steps": 8192}, config_given=True) == 8192
+    assert steps(config={"obs_mode": "lean"}, config_given=True, steps=16384) == 16384

@@ -38,6 +38,7 @@ from mesalab.studies.settings import ppo_config
 
 N_DRAWN_LEVELS = 4
 MAX_SEED_EPISODES = 200_000  # seeds x episodes, evaluated together
+DEFAULT_RUN_STEPS = 300_000  # environment steps of a run's PPO when neither --steps nor the config sets them
 
 
 class GridworldRun(SeedRun):
@@ -63,7 +64,10 @@ class GridworldRun(SeedRun):
         if seeds * episodes > MAX_SEED_EPISODES:
             raise ConfigError(f"--seeds x --episodes = {seeds * episodes} exceeds {MAX_SEED_EPISODES} (every seed's "
                               f"episodes are evaluated at once); lower --seeds or --episodes")
-        steps = options.steps if options.steps is not None else (None if options.config_given else 300_000)
+        # the run's 300k steps unless --steps or the config file's total_steps says otherwise
+        steps = options.steps
+        if steps is None and not (options.config_given and "total_steps" in (options.config or {})):
+            steps = DEFAULT_RUN_STEPS
         config = ppo_config(options.config, steps, task=name)
         plan = EvalPlan(episodes=episodes)
         return {"name": name, "task": name, "ppo": config.to_dict(), "seeds": list(range(options.first_seed,
