@@ -82,6 +82,21 @@ def ppo_throughput(total_steps: int = 262_144) -> dict:
             "final_success_rate": float(m["success_rate"][-1])}
 
 
+def time_alternately(programs: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each compiled ``program(key)``, run in turn ``repeats`` times after one warm-up round (so drift in
+    the machine's speed hits every program alike)."""
+    import jax
+
+    times: dict[str, list[float]] = {n: [] for n in programs}
+    for i in range(repeats + 1):
+        for name, f in programs.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(jax.random.key(i)))
+            if i:
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def ppo_vs_peer(total_steps: int = 131_072, repeats: int = 3) -> dict:
     """mesalab's PPO and the minimal peer (``benchmarks/peer_ppo.py``) on the same env, network and settings
     (red-door, a fixed pool of 512 levels, MLP 128x2, 64 envs x 64 steps, 4 epochs x 4 minibatches), timed
@@ -105,13 +120,7 @@ def ppo_vs_peer(total_steps: int = 131_072, repeats: int = 3) -> dict:
         compiled[name] = f.lower(jax.random.key(0)).compile()
         compile_s[name] = time.perf_counter() - t0
     steps = cfg.num_updates * cfg.steps_per_update
-    times: dict[str, list[float]] = {n: [] for n in programs}
-    for i in range(repeats + 1):  # the first round warms up
-        for name, f in compiled.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(jax.random.key(i)))
-            if i:
-                times[name].append(time.perf_counter() - t0)
+    times = time_alternately(compiled, repeats)
     out = {"task": cfg.task, "n_levels": 512, "env_steps": steps, "repeats": repeats}
     for name in programs:
         ts = sorted(times[name])
@@ -139,13 +148,7 @@ def ppo_lean_vs_full(tasks: tuple[str, ...] = ("red-door", "corner-goal-13"), to
             programs[mode] = jax.jit(make_train(cfg)).lower(jax.random.key(0)).compile()
             shapes[mode] = list(get_task(name).env_for(mode).obs_shape)
         steps = cfg.num_updates * cfg.steps_per_update
-        times: dict[str, list[float]] = {m: [] for m in programs}
-        for i in range(repeats + 1):  # the first round warms up
-            for mode, f in programs.items():
-                t0 = time.perf_counter()
-                jax.block_until_ready(f(jax.random.key(i)))
-                if i:
-                    times[mode].append(time.perf_counter() - t0)
+        times = time_alternately(programs, repeats)
         row = {"task": name, "env_steps": steps, "repeats": repeats}
         for mode in programs:
             ts = sorted(times[mode])
