@@ -50,6 +50,18 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _global_options(
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="a module (or .py file) that registers tasks of "
+                                               "your own; repeatable (also: MESALAB_PLUGINS=mod1,mod2)"),
+) -> None:
+    """mesalab: train learned algorithms, then measure what they optimize and whether it survives shift."""
+    from mesalab.plugins import load_plugin
+
+    for spec in plugin or []:
+        load_plugin(spec)
+
+
 @app.command()
 def tasks() -> None:
     """List what `mesalab run` and `mesalab sweep` can run: every study kind's tasks and presets."""

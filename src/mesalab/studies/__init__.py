@@ -79,10 +79,13 @@ def study_of_folder(path: Path) -> tuple[Study, dict]:
     """The kind of a results folder (from its config) and that config."""
     from mesalab.results.folder import folder_meta
 
+    from mesalab.studies.contract import load_folder_plugins
+
     meta = folder_meta(path)
     if meta is None:
         raise CorruptRunError(f"{path} is not a mesalab run folder (no config.json or sweep.json); pass the folder "
                               "`mesalab run` or `mesalab sweep` wrote")
+    load_folder_plugins(path, meta)
     return get_study(meta.get("kind", "run")), meta
 
 

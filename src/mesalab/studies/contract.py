@@ -227,11 +227,34 @@ def describe(meta: dict) -> str:
         f"a {kind} study {name!r}"
 
 
+def task_plugins(task_names) -> dict[str, str]:
+    """``{task: plugin}`` for the tasks among ``task_names`` that a plugin registered (what a folder records)."""
+    from mesalab.tasks import task_plugin
+
+    return {t: task_plugin(t) for t in sorted(set(task_names)) if t and task_plugin(t)}
+
+
+def load_folder_plugins(path: Path, meta: dict | None = None) -> None:
+    """Load the plugins a results folder recorded for its tasks (a one-line error naming what to install when one
+    cannot be loaded); nothing for a new folder or one of built-in tasks only."""
+    from mesalab import plugins
+    from mesalab.tasks import TASKS
+
+    meta = folder_meta(path) if meta is None and Path(path).is_dir() else meta
+    recorded = (meta or {}).get("plugins") or {}
+    if not isinstance(recorded, dict):
+        return
+    for task, spec in recorded.items():
+        if task not in TASKS and isinstance(spec, str):
+            plugins.require(spec, task, str(path))
+
+
 def prepare(study: Study, name: str, options: Options, out: Path | None) -> tuple[dict, RunFolder]:
     """Every input checked (settings, then the folder), nothing written: ``(settings, folder)``."""
+    path = check_output_dir(study.default_out(name) if out is None else out)
+    load_folder_plugins(path)  # resuming a folder of a plugin's task: its plugin first
     settings = study.configure(name, options)
     settings.setdefault("name", name)
-    path = check_output_dir(study.default_out(name) if out is None else out)
     folder = study.folder(path)
     study.check_folder(folder, settings)
     return settings, folder
@@ -244,7 +267,11 @@ def run_study(study: Study, settings: dict, folder: RunFolder, workers: int | No
     committing each batch), analyse, render the report. Returns the analysis."""
     from mesalab.studies.engine import execute
 
-    study.start(folder, settings)
+    meta = study.start(folder, settings)
+    plugins = settings.get("plugins") or {}
+    if isinstance(meta, dict) and plugins and any(meta.get("plugins", {}).get(t) != p for t, p in plugins.items()):
+        meta["plugins"] = {**meta.get("plugins", {}), **plugins}  # where each task of the folder comes from
+        folder.write_meta(meta)
     batches = study.plan(settings, folder.finished())
     if on_plan:
         todo = sum(len(b.cells) for b in batches)

@@ -230,7 +230,10 @@ def run_ray(study, batches: list[Batch], on_result: Callable, address: str | Non
     try:
         n = workers or (len(cores) if address is None else int(ray.cluster_resources().get("CPU", 1)))
         n = max(1, min(n, len(batches)))
-        actor = ray.remote(num_cpus=1, max_restarts=0)(_RayWorker)
+        from mesalab.plugins import ENV_VAR
+
+        env = {k: os.environ[k] for k in (ENV_VAR,) if os.environ.get(k)}  # the actors load this process's plugins
+        actor = ray.remote(num_cpus=1, max_restarts=0, **({"runtime_env": {"env_vars": env}} if env else {}))(_RayWorker)
         pool = ActorPool([actor.remote(cores[i % len(cores)] if address is None else None) for i in range(n)])
         for b in batches:
             pool.submit(lambda a, b: a.run.remote(study, b), b)

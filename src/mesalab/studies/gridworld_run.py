@@ -32,7 +32,7 @@ from mesalab.results.tables import (BEHAVIORAL_OBJECTIVES, CANDIDATE_LIKELIHOODS
                                     SPLIT_OVERLAPS, TRAINING_CURVES, TRAJECTORIES, VERDICTS)
 from mesalab.results.tables import EVENT_RATES
 from mesalab.studies import register
-from mesalab.studies.contract import Listing, Options, SeedRun
+from mesalab.studies.contract import Listing, Options, SeedRun, task_plugins
 from mesalab.studies.engine import Batch, default_workers
 from mesalab.studies.settings import ppo_config
 
@@ -71,7 +71,8 @@ class GridworldRun(SeedRun):
         config = ppo_config(options.config, steps, task=name)
         plan = EvalPlan(episodes=episodes)
         return {"name": name, "task": name, "ppo": config.to_dict(), "seeds": list(range(options.first_seed,
-                options.first_seed + seeds)), "eval": run_eval_dict(plan), "workers": options.workers}
+                options.first_seed + seeds)), "eval": run_eval_dict(plan), "workers": options.workers,
+                "plugins": task_plugins([name])}
 
     def header(self, s: dict) -> str:
         from mesalab.optimizers import PPOConfig

@@ -56,7 +56,7 @@ from mesalab.results.store import dumps
 from mesalab.results.tables import (CELL_CURVES, CELL_MATCHES, CELL_METRICS, CELL_TRAJECTORIES, CELLS,
                                     ICL_SWEEP_SCHEMA, SWEEP_LEVELS)
 from mesalab.studies import register
-from mesalab.studies.contract import Listing, Options, Study, check_sweep_folder, describe
+from mesalab.studies.contract import Listing, Options, Study, check_sweep_folder, describe, task_plugins
 from mesalab.studies.engine import Batch
 
 
@@ -111,7 +111,8 @@ class Sweep(Study):
         configured = configured_preset(name, overrides, eval_overrides)
         P.cells(configured, seeds)  # validates the seeds and every cell's config
         return {"name": name, "preset": name, "seeds": seeds, "overrides": overrides, "eval_overrides": eval_overrides,
-                "backend": options.backend}
+                "backend": options.backend,
+                "plugins": task_plugins(configured.panel_task(panel) for panel in configured.panels)}
 
     def configured(self, settings: dict) -> Preset:
         return configured_preset(settings["preset"], settings["overrides"], settings["eval_overrides"])

@@ -16,8 +16,9 @@ from mesalab.tasks.grid import COLOURS, OBJECT_TYPES, Level
 from mesalab.tasks.mazegen import generate_walls
 from mesalab.tasks.objectives import corner_region
 
-T = {name: i for i, name in enumerate(OBJECT_TYPES)}
-C = {name: i for i, name in enumerate(COLOURS)}
+TYPE_INDEX = {name: i for i, name in enumerate(OBJECT_TYPES)}  # object type name -> the index a Level stores
+COLOUR_INDEX = {name: i for i, name in enumerate(COLOURS)}  # colour name -> the index a Level stores
+T, C = TYPE_INDEX, COLOUR_INDEX
 DISTRACTOR_TYPES = jnp.array([T["key"], T["ball"], T["box"]], jnp.int32)
 RED_DOOR_DISTRACTORS = jnp.array([T["ball"], T["box"]], jnp.int32)  # keys appear only as the red test object
 NON_RED = jnp.array([C["blue"], C["green"], C["yellow"]], jnp.int32)
@@ -54,8 +55,10 @@ def make_distribution(wall_density=0.0, n_distractors=0, alpha=0.0, corner_k=3) 
     )
 
 
-def _place(key: jax.Array, free: jax.Array, first_mask: jax.Array, n: int) -> jax.Array:
-    """``n`` distinct free cells ``int32[n, 2]``: the first inside ``first_mask``, the rest anywhere free."""
+def place_objects(key: jax.Array, free: jax.Array, first_mask: jax.Array, n: int) -> jax.Array:
+    """``n`` distinct free cells ``int32[n, 2]`` drawn at random: the first inside ``first_mask`` (anywhere free if
+    ``free & first_mask`` is empty), the rest anywhere free. The level generators use it for their objects and the
+    agent's start (the last cell), e.g. ``cells = place_objects(key, ~walls, goal_region, k + 1)``."""
     h, w = free.shape
     k1, k2 = jax.random.split(key)
     p_first = (free & first_mask).reshape(-1).astype(jnp.float32)
@@ -74,7 +77,7 @@ def red_door_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Lev
     kw, kp, kt, kc, ka = jax.random.split(key, 5)
     walls = generate_walls(kw, shape.height, shape.width, dist.wall_density)
     k = shape.max_objects
-    cells = _place(kp, ~walls, jnp.ones_like(walls), k + 1)
+    cells = place_objects(kp, ~walls, jnp.ones_like(walls), k + 1)
     disamb = jax.random.uniform(ka) < dist.alpha
     types = jnp.concatenate([jnp.array([T["door"]]), jax.random.choice(kt, RED_DOOR_DISTRACTORS, (k - 1,))])
     types = types.at[1].set(jnp.where(disamb, T["key"], types[1]))
@@ -93,7 +96,7 @@ def red_door_probe_level(key: jax.Array, dist: Distribution, shape: LevelShape, 
     kw, kp, kt, kc = jax.random.split(key, 4)
     walls = generate_walls(kw, shape.height, shape.width, dist.wall_density)
     k = shape.max_objects
-    cells = _place(kp, ~walls, jnp.ones_like(walls), k + 1)
+    cells = place_objects(kp, ~walls, jnp.ones_like(walls), k + 1)
     types = jnp.concatenate([jnp.array([T["door"]]), jax.random.choice(kt, RED_DOOR_DISTRACTORS, (k - 1,))])
     types = types.at[1].set(jnp.asarray(probe_type, jnp.int32))
     colours = jax.random.choice(kc, NON_RED, (k,))
@@ -125,7 +128,7 @@ def factorial_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Le
     kw, kp, kt, kc = jax.random.split(key, 4)
     walls = generate_walls(kw, shape.height, shape.width, dist.wall_density)
     k = shape.max_objects
-    cells = _place(kp, ~walls, jnp.ones_like(walls), k + 1)
+    cells = place_objects(kp, ~walls, jnp.ones_like(walls), k + 1)
     types = jax.random.choice(kt, FACTORIAL_TYPES, (k,)).at[0].set(T["door"])
     colours = jax.random.randint(kc, (k,), 0, len(COLOURS)).at[1].set(C["red"])
     present = jnp.arange(k) <= dist.n_distractors
@@ -142,7 +145,7 @@ def corner_goal_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> 
     goal_mask = jnp.where(disamb, ~region, region)
     k = shape.max_objects
     # the agent never starts in the corner region, so "go to the corner" is never satisfied at t=0
-    cells = _place(kp, ~walls, goal_mask, k + 1)
+    cells = place_objects(kp, ~walls, goal_mask, k + 1)
     start = cells[k]
     start_ok = ~region[start[0], start[1]]
     cells = _ensure_start_outside(cells, walls, region, start_ok)
@@ -196,9 +199,9 @@ def maze_level(key: jax.Array, dist: Distribution, shape: LevelShape) -> Level:
     kw, kp, kt, kc = jax.random.split(key, 4)
     walls = generate_walls(kw, shape.height, shape.width, dist.wall_density)
     k = shape.max_objects
-    cells = _place(kp, ~walls, jnp.ones_like(walls), k + 1)
+    cells = place_objects(kp, ~walls, jnp.ones_like(walls), k + 1)
     return _green_goal_level(kt, kc, walls, cells, dist)
 
 
-__all__ = ["Distribution", "LevelShape", "corner_anywhere_level", "corner_goal_level", "corner_region", "factorial_level", "green_key_level",
+__all__ = ["COLOUR_INDEX", "Distribution", "LevelShape", "TYPE_INDEX", "place_objects", "corner_anywhere_level", "corner_goal_level", "corner_region", "factorial_level", "green_key_level",
            "make_distribution", "maze_level", "red_ball_box_level", "red_door_level"]

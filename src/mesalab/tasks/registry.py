@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import jax
@@ -324,16 +325,72 @@ def _build_registry() -> dict[str, Task]:
 
 
 TASKS: dict[str, Task] = _build_registry()
+BUILTIN_TASKS = frozenset(TASKS) | {"keys-chests"}
+_TASK_PLUGINS: dict[str, str] = {}  # task name -> the plugin (module name or .py path) that registered it
+
+
+def register_task(task: Task, replace: bool = False) -> Task:
+    """Add ``task`` to the registry under ``task.name`` and return it: every command (``run``, ``sweep``, ``report``,
+    ``diagnose``), worker process and later process finds it by that name. Call it at the top level of a plugin
+    module (see :mod:`mesalab.plugins`); the plugin is recorded as the task's origin (:func:`task_plugin`), and a
+    results folder of the task records it so later commands load it again.
+
+    A name that is already registered is an error unless ``replace`` (a built-in task cannot be replaced)."""
+    from mesalab import plugins
+
+    if not isinstance(task, Task):
+        raise ConfigError(f"register_task takes a mesalab.tasks.Task, not a {type(task).__name__}")
+    if not task.name or not isinstance(task.name, str) or any(c.isspace() or c in ",:/" for c in task.name):
+        raise ConfigError(f"task name {task.name!r} must be a non-empty word without spaces, ',', ':' or '/'")
+    if task.name in BUILTIN_TASKS:
+        raise ConfigError(f"{task.name!r} is a built-in task; give your task another name")
+    known = TASKS.get(task.name)
+    if known is not None and known is not task and not replace:
+        raise ConfigError(f"task {task.name!r} is already registered (by {task_plugin(task.name) or 'mesalab'}); "
+                          "give yours another name or pass replace=True")
+    origin = plugins.current_plugin() or _defining_module(task)
+    TASKS[task.name] = task
+    if origin:
+        _TASK_PLUGINS[task.name] = origin
+    return task
+
+
+def _defining_module(task: Task) -> str | None:
+    """Where a task registered outside a plugin import comes from: its generator's module, or the script run as
+    ``__main__`` (its path)."""
+    import sys
+
+    module = getattr(task.generator, "__module__", None)
+    if module in (None, "__main__", "__mp_main__"):
+        path = getattr(sys.modules.get("__main__"), "__file__", None)
+        return str(Path(path).resolve()) if path else None
+    return None if module.startswith("mesalab.") else module
+
+
+def task_plugin(name: str) -> str | None:
+    """The plugin that registered task ``name`` (``None`` for a built-in task)."""
+    return _TASK_PLUGINS.get(name)
 
 
 def get_task(name: str) -> Task:
+    """The registered task ``name``. A name not registered yet loads the plugins this process knows of
+    (``MESALAB_PLUGINS`` and the installed ``mesalab.tasks`` entry points) and looks again."""
+    if name not in TASKS:
+        from mesalab import plugins
+
+        plugins.load_plugins()
     try:
         return TASKS[name]
     except KeyError:
         raise UnknownTaskError(
-            f"unknown task {name!r}; choose one of: {', '.join(TASKS)} (see `mesalab tasks`)"
+            f"unknown task {name!r}; choose one of: {', '.join(TASKS)} (see `mesalab tasks`; a task of your own: "
+            "pass --plugin MODULE or install its package)"
         ) from None
 
 
 def list_tasks() -> list[Task]:
+    """Every registered task (the plugins' too)."""
+    from mesalab import plugins
+
+    plugins.load_plugins()
     return list(TASKS.values())
