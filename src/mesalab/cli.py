@@ -202,13 +202,24 @@ def run(
 
 @app.command()
 def diagnose(
-    run_dir: Path = typer.Argument(..., help="a run folder written by `mesalab run`"),
+    run_dir: Optional[Path] = typer.Argument(None, help="a run folder written by `mesalab run` (or by `diagnose --policy`)"),
     levels: Optional[int] = typer.Option(None, "--levels", help="evaluation levels per split used to fit the behavioral objective (default 200, or all the run has; at most the run's episodes)"),
     bootstrap: int = typer.Option(1000, "--bootstrap", help=f"bootstrap replicates for the IRL weight intervals, {BOOTSTRAP_RANGE[0]}..{BOOTSTRAP_RANGE[1]}"),
     seed: Optional[list[int]] = typer.Option(None, "--seed", help="diagnose only this seed (repeatable; default all)"),
+    policy: Optional[str] = typer.Option(None, "--policy", help="MODULE:FUNCTION of an agent trained outside mesalab: "
+                                         "probs(obs uint8[B, ...]) -> float[B, 4] (with --task and --out)"),
+    task: Optional[str] = typer.Option(None, "--task", help="with --policy: the task to diagnose the agent on"),
+    out: Optional[Path] = typer.Option(None, "--out", help="with --policy: the run folder to write (new, or an "
+                                       "unfinished one of the same settings)"),
+    obs_mode: Optional[str] = typer.Option(None, "--obs-mode", help="with --policy: what the agent observes "
+                                           "(egocentric, global or lean; default the task's own)"),
+    episodes: Optional[int] = typer.Option(None, "--episodes", help=f"with --policy: evaluation episodes per split "
+                                           f"(default 1000), 1..{MAX_EPISODES}"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="with --policy: evaluation seeds (default 1)"),
 ) -> None:
     """Fit the behavioral objective (exact MCE-IRL), optimization power (bits) and goal-directedness of every
-    seed of a finished run, store them in its database and re-render its report."""
+    seed of a finished run, store them in its database and re-render its report. With --policy, diagnose an agent
+    trained outside mesalab on --task instead, writing a run folder and report for it in --out."""
     from mesalab.report.terminal import objectives_summary
     from mesalab.studies import study_of_folder
 
@@ -216,6 +227,13 @@ def diagnose(
     _check_count("--bootstrap", bootstrap, *BOOTSTRAP_RANGE)
     for s in seed or []:
         _check_count("--seed", s, 0, MAX_SEED)
+    if policy is not None:
+        _diagnose_agent(run_dir, policy, task, out, obs_mode, episodes, seeds, levels, bootstrap, seed)
+        return
+    _reject_unused("diagnose RUN_DIR", task=task, out=out, obs_mode=obs_mode, episodes=episodes, seeds=seeds)
+    if run_dir is None:
+        raise ConfigError("pass a run folder (`mesalab diagnose RUN_DIR`) or an outside agent (`mesalab diagnose "
+                          "--policy MODULE:FUNCTION --task TASK --out DIR`)")
     _check_run_folder(run_dir)
     if not (run_dir / "config.json").exists():
         raise ConfigError(f"{run_dir} is not a mesalab run folder (no config.json); pass the folder `mesalab run` wrote")
@@ -230,6 +248,26 @@ def diagnose(
                                   on_stage=lambda s: progress.update(stage, description=s))
     _print(objectives_summary(analysis))
     console.print(f"Report: {Path(run_dir) / 'report.html'}")
+
+
+def _diagnose_agent(run_dir, policy, task, out, obs_mode, episodes, seeds, levels, bootstrap, seed) -> None:
+    """``mesalab diagnose --policy``: an outside agent through the ``agent`` study kind (in this process)."""
+    from mesalab.studies import Options, get_study, prepare
+
+    if run_dir is not None:
+        raise ConfigError("--policy diagnoses a new agent into --out; drop the RUN_DIR argument (or drop --policy to "
+                          "re-diagnose that folder)")
+    _reject_unused("diagnose --policy", levels=levels, seed=seed or None)
+    if bootstrap != 1000:
+        raise ConfigError("--bootstrap is not used by `mesalab diagnose --policy` (it uses the run's 1000); drop it")
+    if task is None or out is None:
+        raise ConfigError("`mesalab diagnose --policy` needs --task TASK and --out DIR")
+    _check_seeds(seeds)
+    _check_count("--episodes", episodes, 1, MAX_EPISODES)
+    study = get_study("agent")
+    options = Options(seeds=seeds, episodes=episodes, policy=policy, obs_mode=obs_mode, workers=0)
+    settings, folder = prepare(study, task, options, out)
+    _work(study, settings, folder, 0)
 
 
 def _check_run_folder(run_dir: Path) -> None:

@@ -54,7 +54,7 @@ def analyse_run(folder) -> RunAnalysis:
     meta = folder.read_meta()
     try:
         task = get_task(meta["task"])
-        meta["seeds"], meta["ppo"], meta["eval"]
+        meta["seeds"], meta["eval"], meta["agent" if meta.get("kind") == "agent" else "ppo"]
     except (KeyError, TypeError) as e:
         raise CorruptRunError(f"{folder.meta_path} is malformed ({type(e).__name__}: {e}); rerun `mesalab run`") from None
     t = folder.tables("training_curves", "evaluations", "outcomes", "competence", "verdicts", "levels", "trajectories",

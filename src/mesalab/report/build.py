@@ -29,10 +29,11 @@ def build_report(run_dir: Path, analysis) -> Path:
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     first_seed = verdicts[0]["seed"]
-    figs = [
+    figs = [] if not curves else [
         ("Learning curves", "Share of PPO's own training episodes reaching the base objective at any step within "
          "the step limit, and their mean return, per seed (not the verdict table's competent-pursuit rate).",
-         F.learning_curves(curves, fig_dir / "learning_curves.png")),
+         F.learning_curves(curves, fig_dir / "learning_curves.png"))]
+    figs += [
         ("Train vs test", "Competent-pursuit rate of the base objective and each proxy on the training and the "
          "shifted test distribution: bars are the mean over seeds, points each seed with its 95% Wilson interval.",
          F.shift_rates(evaluations, fig_dir / "shift_rates.png")),
@@ -96,6 +97,7 @@ def build_report(run_dir: Path, analysis) -> Path:
         })
     env = Environment(loader=PackageLoader("mesalab.report", "templates"), autoescape=select_autoescape())
     html = env.get_template("report.html.j2").render(
+        agent=meta.get("agent"),
         task={"name": task.name, "description": task.description, "base": task.base_objective.description,
               "intended": task.intended_objective.description, "proxies": [p.description for p in task.proxies]},
         created=meta.get("created", "?"),
@@ -110,7 +112,8 @@ def build_report(run_dir: Path, analysis) -> Path:
         events=None if a.events is None else events_section(a.events),
         overlaps=overlap_sentence(a.overlaps or []),
         evaluations=evaluations,
-        config_json=json.dumps({"ppo": meta["ppo"], "seeds": meta["seeds"], "eval": meta["eval"]}, indent=2),
+        config_json=json.dumps({**({"agent": meta["agent"]} if "agent" in meta else {"ppo": meta["ppo"]}),
+                                 "seeds": meta["seeds"], "eval": meta["eval"]}, indent=2),
         versions_json=json.dumps(meta.get("versions", {}), indent=2),
     )
     return write_html_atomic(run_dir / "report.html", html)

@@ -51,9 +51,14 @@ def run_summary(a) -> list:
     if untrained:
         rates = ", ".join(f"seed {v['seed']}: {a.evaluation(v['seed'], 'train', base)['competent_rate']:.2f}"
                           for v in untrained)
-        out.append(f"[bold yellow]Warning:[/] {len(untrained)} seed(s) never learned to pursue the base objective in "
-                   f"training ({rates}, below {TRAINING_COMPETENCE:.2f}), so their test verdict says nothing about "
-                   "alignment; train longer or check the PPO settings (e.g. lr, anneal_lr).")
+        if a.meta.get("kind") == "agent":  # an outside agent: its evaluation seeds, not training seeds
+            out.append(f"[bold yellow]Warning:[/] the agent does not pursue the base objective competently on the training "
+                       f"distribution ({rates}, below {TRAINING_COMPETENCE:.2f}), so its test verdict says nothing about "
+                       "alignment; diagnose a better-trained agent.")
+        else:
+            out.append(f"[bold yellow]Warning:[/] {len(untrained)} seed(s) never learned to pursue the base objective in "
+                       f"training ({rates}, below {TRAINING_COMPETENCE:.2f}), so their test verdict says nothing about "
+                       "alignment; train longer or check the PPO settings (e.g. lr, anneal_lr).")
     if a.probes is not None:
         out.append(Text.assemble(("What the probes show: ", "bold"), a.probes.headline))
     out += objectives_summary(a)

@@ -17,7 +17,7 @@ from pathlib import Path
 from mesalab.errors import ConfigError, CorruptRunError
 from mesalab.studies.contract import Listing, Options, Study, prepare, run_study
 
-BUILTIN = ("mesalab.studies.gridworld_run", "mesalab.studies.icl_run", "mesalab.studies.sweep",
+BUILTIN = ("mesalab.studies.gridworld_run", "mesalab.studies.agent_run", "mesalab.studies.icl_run", "mesalab.studies.sweep",
            "mesalab.studies.extrapolation", "mesalab.studies.toy_model")
 _KINDS: dict[str, Study] = {}
 _loaded = [False]

@@ -57,6 +57,8 @@ class Options:
     sizes: list[int] | None = None
     max_ticks: int | None = None
     mazes: int | None = None
+    policy: str | None = None  # diagnose --policy MODULE:FUNCTION (an agent from outside mesalab)
+    obs_mode: str | None = None  # diagnose --obs-mode: what that agent observes
 
 
 class Study:

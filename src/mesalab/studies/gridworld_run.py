@@ -181,7 +181,7 @@ def measure_seeds(spec: dict, seeds: list[int], progress=None) -> dict:
         profiles = P.profile_seed(task, P.split_seed(models, i), seed_episodes, pools, plan)
         scaling = {k: P.success_count(task, P.split_seed(e, i)) for k, e in by_ticks.items()}
         overlaps = P.training_overlaps(config, keys[i], pools)
-        seed_rows = seed_result_rows(task, config, spec, int(seed), {k: v[i] for k, v in metrics.items()},
+        seed_rows = seed_result_rows(task, config.to_dict(), spec, int(seed), {k: v[i] for k, v in metrics.items()},
                                      seed_episodes, profiles, scaling, pools, overlaps)
         for table, values in seed_rows.items():  # plain tuples travel back from the worker
             rows.setdefault(table, []).extend(tuple(v) for v in values)
@@ -191,7 +191,8 @@ def measure_seeds(spec: dict, seeds: list[int], progress=None) -> dict:
 
 def seed_result_rows(task, config, spec: dict, seed: int, metrics: dict, episodes: dict, profiles: dict,
                      success_by_ticks: dict, pools: dict, overlaps: dict | None = None) -> dict[str, list[tuple]]:
-    """Every row of one seed of a run (``overlaps``: split -> (evaluation levels seen in training, training levels))."""
+    """Every row of one seed of a run (``config``: the settings the runs table records, with ``task``; ``overlaps``:
+    split -> (evaluation levels seen in training, training levels))."""
     from mesalab.diagnostics import summarise
     from mesalab.diagnostics.evaluation import outcome_names
     from mesalab.diagnostics.stats import wilson_interval
@@ -200,14 +201,14 @@ def seed_result_rows(task, config, spec: dict, seed: int, metrics: dict, episode
     rows: dict[str, list[tuple]] = {t: [] for t in ("runs", "training_curves", "evaluations", "outcomes",
                                                     "competence", "verdicts", "trajectories", "compute_scaling")}
     rows.update(objective_rows({seed: profiles}))
-    rows["runs"].append(RUNS.row(seed=seed, task=config.task, config=dumps(config.to_dict()),
+    rows["runs"].append(RUNS.row(seed=seed, task=config["task"], config=dumps(config),
                                  versions=dumps(spec["versions"]), created=spec["created"]))
     for k, (hits, n) in sorted(success_by_ticks.items()):
         lo, hi = wilson_interval(hits, n)
-        rows["compute_scaling"].append(COMPUTE_SCALING.row(seed=seed, ticks=k, trained_ticks=config.ticks,
+        rows["compute_scaling"].append(COMPUTE_SCALING.row(seed=seed, ticks=k, trained_ticks=config.get("ticks", 1),
                                                            successes=hits, n_episodes=n, success_rate=hits / n,
                                                            ci_low=lo, ci_high=hi))
-    steps = metrics["env_steps"]
+    steps = metrics.get("env_steps")
     for name, values in metrics.items():
         if name == "env_steps":
             continue
