@@ -55,6 +55,10 @@ def get_study(kind: str) -> Study:
 
 def find(command: str, name: str) -> Study:
     """The kind that answers to ``mesalab COMMAND NAME`` (one-line error listing the names if none does)."""
+    from mesalab.experiments.user_presets import is_preset_file
+
+    if command == "sweep" and is_preset_file(name):
+        return get_study("sweep")  # a preset file of the user's
     names, tasks = {}, {}
     for s in all_studies():
         for listing in s.names():

@@ -244,11 +244,16 @@ def load_folder_plugins(path: Path, meta: dict | None = None) -> None:
 
     meta = folder_meta(path) if meta is None and Path(path).is_dir() else meta
     recorded = (meta or {}).get("plugins") or {}
-    if not isinstance(recorded, dict):
-        return
-    for task, spec in recorded.items():
-        if task not in TASKS and isinstance(spec, str):
-            plugins.require(spec, task, str(path))
+    if isinstance(recorded, dict):
+        for task, spec in recorded.items():
+            if task not in TASKS and isinstance(spec, str):
+                plugins.require(spec, task, str(path))
+    if (meta or {}).get("preset_def"):  # a sweep of a user's preset file: its definition, as recorded
+        from mesalab.experiments.presets import PRESETS
+        from mesalab.experiments.user_presets import preset_from_dict
+
+        preset = preset_from_dict(meta["preset_def"], f"{path}/sweep.json preset_def")
+        PRESETS.setdefault(preset.name, preset)
 
 
 def prepare(study: Study, name: str, options: Options, out: Path | None) -> tuple[dict, RunFolder]:

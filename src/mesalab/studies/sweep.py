@@ -85,11 +85,19 @@ class Sweep(Study):
                 for p in PRESETS.values()]
 
     def default_out(self, name: str) -> Path:
-        return Path("sweeps") / name
+        from mesalab.experiments.user_presets import is_preset_file
+
+        return Path("sweeps") / (Path(name).stem if is_preset_file(name) else name)
 
     def configure(self, name: str, options: Options) -> dict:
+        from mesalab.experiments.user_presets import is_preset_file, load_preset_file, preset_to_dict, register_preset
         from mesalab.studies.settings import ppo_overrides, supervised_overrides
 
+        user = {}
+        if is_preset_file(name):  # a preset file of the user's: known by its own name from here on
+            preset = register_preset(load_preset_file(name), f"preset file {name}")
+            user = {"preset_def": preset_to_dict(preset), "preset_file": str(Path(name).expanduser().resolve())}
+            name = preset.name
         preset = PRESETS[name]
         if preset.cell != "ppo":
             from mesalab.experiments.plan import cell_config_class
@@ -112,7 +120,7 @@ class Sweep(Study):
         P.cells(configured, seeds)  # validates the seeds and every cell's config
         return {"name": name, "preset": name, "seeds": seeds, "overrides": overrides, "eval_overrides": eval_overrides,
                 "backend": options.backend,
-                "plugins": task_plugins(configured.panel_task(panel) for panel in configured.panels)}
+                "plugins": task_plugins(configured.panel_task(panel) for panel in configured.panels), **user}
 
     def configured(self, settings: dict) -> Preset:
         return configured_preset(settings["preset"], settings["overrides"], settings["eval_overrides"])
@@ -128,6 +136,9 @@ class Sweep(Study):
             return
         if meta.get("preset") != settings["preset"]:
             raise ConfigError(f"{folder.path} holds {describe(meta)}; pass a new --out for {settings['preset']!r}")
+        if meta.get("preset_def") != settings.get("preset_def"):
+            raise ConfigError(f"{folder.path} was run with another definition of preset {settings['preset']!r} (its "
+                              "file changed?); restore the file as it was to resume, or pass a new --out")
         before = (meta.get("overrides", {}), meta.get("eval_overrides", {}))
         if before != (settings["overrides"], settings["eval_overrides"]):
             raise ConfigError(f"{folder.path} was run with settings {before[0] | before[1]}, not "
@@ -148,7 +159,8 @@ class Sweep(Study):
         else:
             meta = {"kind": "sweep", "preset": preset.name, "seeds": sorted(settings["seeds"]),
                     "overrides": settings["overrides"], "eval_overrides": settings["eval_overrides"],
-                    "eval": asdict(preset.eval), "versions": versions(), "created": now()}
+                    "eval": asdict(preset.eval), "versions": versions(), "created": now(),
+                    **{k: settings[k] for k in ("preset_def", "preset_file") if k in settings}}
         folder.write_meta(meta)
         settings["versions"] = meta["versions"]
         if preset.cell == "ppo":
