@@ -4,7 +4,7 @@ A state is ``(taken, cell)``: the bitmask of taken slots (bit ``i``: slot ``i``'
 and the agent's cell, one of the ``(H-2) x (W-2)`` cells inside the border (levels are walled all round), flattened
 to ``s = (taken * (H-2) + row - 1) * (W-2) + col - 1``, so ``S = 2^M (H-2)(W-2)`` states (the inventory is a
 function of ``taken``). Masks that set bits of empty slots, and interior walls, are never reached from the start.
-The rules are exactly :meth:`KeysChestsEnv.step_no_reset`'s:
+The rules are exactly :meth:`~mesalab.tasks.keys_chests.env.KeysChestsEnv.step_no_reset`'s:
 
 - ``succ[a, s]``: the state action ``a`` leads to (a wall: the same cell; the object entered is taken when it is
   a key, or a closed chest while a key is held);

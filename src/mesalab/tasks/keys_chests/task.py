@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,14 @@ from mesalab.tasks.keys_chests.mdp import CHEST_EVENT, KEY_EVENT, pool_mdp
 from mesalab.tasks.keys_chests import oracle
 from mesalab.tasks.oracle import reachable_from
 from mesalab.tasks.registry import Task
+
+if TYPE_CHECKING:  # the names in the annotations of the fields inherited from Task (read by the API reference)
+    from collections.abc import Callable
+
+    from mesalab.tasks.features import FeatureBasis
+    from mesalab.tasks.grid import Level
+    from mesalab.tasks.objectives import Objective
+    from mesalab.tasks.registry import Probe
 
 STEP_FEATURE = "step"
 
@@ -76,8 +85,8 @@ class EventFeatures:
 
 @dataclass(frozen=True, eq=False)
 class KeysChestsTask(Task):
-    """A keys-and-chests task: ``generator`` draws :class:`KeysChestsLevel` s, pools are
-    :class:`KeysChestsParams`, the objectives are :class:`EventObjective` s and the features
+    """A keys-and-chests task: ``generator`` draws levels (:class:`~mesalab.tasks.keys_chests.env.KeysChestsLevel`),
+    pools are :class:`KeysChestsParams`, the objectives are :class:`EventObjective` s and the features
     :class:`EventFeatures` (so evaluation, bits and IRL dispatch to :mod:`mesalab.diagnostics.keys_chests`)."""
 
     scarce: Regime = Regime((1, 2), (3, 4))
