@@ -158,7 +158,7 @@ def _work(study, settings, folder, workers: Optional[int], backend: str = "local
         def on_plan(todo, done):
             if done:
                 console.print(f"resuming: {done} cell(s) already finished, {todo} to run", markup=False)
-            progress.update(bar, description="compiling + training", total=max(todo, 1), completed=0 if todo else 1)
+            progress.update(bar, description=study.progress_label, total=max(todo, 1), completed=0 if todo else 1)
 
         analysis = run_study(study, settings, folder, workers, backend, address, on_plan=on_plan,
                              on_progress=lambda n: progress.update(bar, completed=n))

@@ -133,13 +133,16 @@ def preset_from_dict(d: dict, where: str) -> Preset:
 
 
 def preset_to_dict(p: Preset) -> dict:
-    """The plain definition of a user preset (JSON-able; :func:`preset_from_dict` inverts it)."""
-    return {"name": p.name, "description": p.description, "condition": p.condition, "base": dict(p.base),
+    """The plain definition of a user preset, as JSON reads it back (so a stored definition compares equal to a
+    fresh one; :func:`preset_from_dict` inverts it)."""
+    import json
+
+    return json.loads(json.dumps({"name": p.name, "description": p.description, "condition": p.condition, "base": dict(p.base),
             "panels": [dict(x) for x in p.panels],
             "dial": {"name": p.dial.name, "values": list(p.dial.values), "label": p.dial.label,
                      "unlimited_zero": p.dial.unlimited_zero, "categorical": p.dial.categorical},
             "hypotheses": [dataclasses.asdict(h) for h in p.hypotheses], "plots": [list(x) for x in p.plots],
-            "eval": dataclasses.asdict(p.eval), "seeds": p.default_seeds}
+            "eval": dataclasses.asdict(p.eval), "seeds": p.default_seeds}))
 
 
 def load_preset_file(path: str | Path) -> Preset:

@@ -33,6 +33,7 @@ class AgentRun(GridworldRun):
     options = frozenset({"seeds", "first_seed", "episodes", "policy", "obs_mode"})
     missing = "the diagnosis did not finish; rerun `mesalab diagnose --policy ...` with the same options"
     corrupt = "rerun `mesalab diagnose --policy ...` with a new --out"
+    progress_label = "evaluating + fitting"
 
     def names(self):
         return []  # started by `mesalab diagnose --policy`, not by `mesalab run NAME`

@@ -73,6 +73,7 @@ class Study:
     cell_key: str = "cell_id"
     schema = None  # a mesalab.results.tables.Schema
     config_what = "PPO"  # what a --config file holds, as error messages name it
+    progress_label = "compiling + training"  # what the progress bar says while cells are measured
     missing = "no cell of it has finished; run it first"  # what the error says when its database is missing
     corrupt = "move it aside and re-run the command (its cells will be retrained)"  # ... or unreadable
 
