@@ -129,7 +129,8 @@ def preset_from_dict(d: dict, where: str) -> Preset:
         dial=Dial(str(dial["name"]), tuple(dial["values"]), str(dial["label"]), bool(dial.get("unlimited_zero", False)),
                   bool(dial.get("categorical", False))),
         hypotheses=tuple(hypotheses), plots=tuple((check_metric(m, where), str(label)) for m, label in plots),
-        eval=check_eval_plan(sweep_eval(**ev), explicit=ev), default_seeds=seeds)
+        eval=check_eval_plan(sweep_eval(**{k: tuple(v) if isinstance(v, list) else v for k, v in ev.items()}),
+                             explicit=ev), default_seeds=seeds)
 
 
 def preset_to_dict(p: Preset) -> dict:

@@ -75,7 +75,8 @@ def find(command: str, name: str) -> Study:
         raise ConfigError(f"{name} is run by `mesalab {other} {name}`; run that")
     known = ", ".join(names.get(command, {}))
     if command == "run":
-        raise ConfigError(f"unknown task {name!r}; choose one of: {known} (see `mesalab tasks`)")
+        raise ConfigError(f"unknown task {name!r}; choose one of: {known} (see `mesalab tasks`; a task of your own: "
+                          "pass --plugin MODULE before the command, or install its package)")
     raise ConfigError(f"unknown preset {name!r}; choose one of: {known}")
 
 
