@@ -241,7 +241,7 @@ OTHER_CASES = [
     (["sweep", "toy-model", "--sizes", "9"], "--sizes"),
     (["sweep", "toy-model", "--address", "auto"], "--address"),
     (["sweep", "toy-model", "--backend", "ray"], "--backend"),
-    (["diagnose"], "run_dir"),
+    (["diagnose"], "mesalab diagnose RUN_DIR"),
     (["nosuchcommand"], "nosuchcommand"),
 ]
 
