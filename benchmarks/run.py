@@ -1,8 +1,10 @@
-"""mesalab benchmarks: environment throughput, end-to-end PPO throughput, and the vmap-over-seeds hazard probe.
+"""mesalab benchmarks: environment throughput, end-to-end PPO throughput, the Gymnasium adapters' steps/s, and the
+vmap-over-seeds hazard probe.
 
 Usage (writes JSON, prints a summary):
 
     taskset -c 0 python benchmarks/run.py --out benchmarks/results/cpu.json
+    taskset -c 0 python benchmarks/run.py --only gym   # only the Gymnasium adapters, merged into --out
 
 Pin to one core with taskset so "per core" numbers mean what they say. Each number is measured here, now;
 nothing is hard-coded. The hang probe runs vmapped PPO with two XLA threads in a subprocess with a timeout
@@ -158,6 +160,131 @@ def ppo_lean_vs_full(tasks: tuple[str, ...] = ("red-door", "corner-goal-13"), to
     return out
 
 
+def _spread(steps: int, seconds: list[float]) -> dict:
+    """Steps/s of each repeat (``steps`` each): median, min, max and the relative spread (max - min) / median."""
+    rates = sorted(steps / t for t in seconds)
+    median = rates[len(rates) // 2]
+    return {"steps_per_s_median": median, "steps_per_s_min": rates[0], "steps_per_s_max": rates[-1],
+            "spread": (rates[-1] - rates[0]) / median, "seconds": seconds}
+
+
+def _gym_single_runner(task_name: str = "red-door", backend: str = "numpy", obs_mode: str | None = None,
+                       n_steps: int = 20_000, seed: int = 0):
+    """``(description, run)``: ``run()`` times ``n_steps`` of ``MesalabGymEnv.step`` (seconds), resetting on every
+    terminated or truncated, with uniformly random actions from ``numpy.random.default_rng(seed)``."""
+    import numpy as np
+
+    from mesalab.tasks.gym_adapter import MesalabGymEnv
+
+    env = MesalabGymEnv(task_name, n_levels=256, obs_mode=obs_mode, backend=backend)
+    actions = np.random.default_rng(seed).integers(0, env.action_space.n, size=n_steps).tolist()
+    env.reset(seed=seed)
+    episodes = [0]
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        for a in actions:
+            _, _, terminated, truncated, _ = env.step(a)
+            if terminated or truncated:
+                env.reset()
+                episodes[0] += 1
+        return time.perf_counter() - t0
+
+    desc = {"task": task_name, "backend": env.backend, "obs_mode": env.obs_mode, "n_steps": n_steps,
+            "episodes": episodes}
+    return desc, run
+
+
+def _gym_vector_runner(num_envs: int = 64, task_name: str = "red-door", obs_mode: str | None = None,
+                       n_calls: int = 500, seed: int = 0):
+    """``(description, run)``: ``run()`` times ``n_calls`` of ``MesalabVectorEnv.step`` (``num_envs`` copies, their
+    autoresets included) with uniformly random actions from ``numpy.random.default_rng(seed)``."""
+    import numpy as np
+
+    from mesalab.tasks.gym_vector import MesalabVectorEnv
+
+    env = MesalabVectorEnv(task_name, num_envs=num_envs, n_levels=256, obs_mode=obs_mode)
+    actions = np.random.default_rng(seed).integers(0, 4, size=(n_calls, num_envs)).astype(np.int32)
+    env.reset(seed=seed)
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        for a in actions:
+            env.step(a)
+        return time.perf_counter() - t0
+
+    desc = {"task": task_name, "obs_mode": env.obs_mode, "num_envs": num_envs, "n_calls": n_calls,
+            "autoreset_mode": str(env.metadata["autoreset_mode"].value)}
+    return desc, run
+
+
+def _gym_entry(desc: dict, steps: int, seconds: list[float]) -> dict:
+    out = {k: v for k, v in desc.items() if k != "episodes"}
+    if "episodes" in desc:  # over every run, the warm-up's included
+        out["mean_episode_steps"] = steps * (len(seconds) + 1) / max(desc["episodes"][0], 1)
+    out.update(repeats=len(seconds), **_spread(steps, seconds))
+    if "num_envs" in desc:
+        out["us_per_call_median"] = 1e6 * desc["num_envs"] / out["steps_per_s_median"]
+    return out
+
+
+def _time_runners(runners: dict, repeats: int) -> dict:
+    """Each runner's entry: one warm-up run, then ``repeats`` rounds in which every runner runs once in turn (so a
+    slow spell of the machine hits them alike)."""
+    times = {k: [] for k in runners}
+    for i in range(repeats + 1):
+        for k, (_, run) in runners.items():
+            t = run()
+            if i:
+                times[k].append(t)
+    steps = {k: d.get("n_steps", d.get("n_calls", 0) * d.get("num_envs", 1)) for k, (d, _) in runners.items()}
+    return {k: _gym_entry(runners[k][0], steps[k], times[k]) for k in runners}
+
+
+def gym_single_throughput(task_name: str = "red-door", backend: str = "numpy", obs_mode: str | None = None,
+                          n_steps: int = 20_000, repeats: int = 5, seed: int = 0) -> dict:
+    """``MesalabGymEnv.step`` steps/s, resets included, under uniformly random actions from a fixed NumPy RNG:
+    median, min, max and spread of ``repeats`` runs of ``n_steps`` after a warm-up run. ``backend="jax"``: the
+    per-step JAX dispatch path (the adapter before its NumPy step)."""
+    return _time_runners({"x": _gym_single_runner(task_name, backend, obs_mode, n_steps, seed)}, repeats)["x"]
+
+
+def gym_vector_throughput(num_envs: int = 64, task_name: str = "red-door", obs_mode: str | None = None,
+                          n_calls: int = 500, repeats: int = 7, seed: int = 0) -> dict:
+    """``MesalabVectorEnv.step`` env steps/s (``num_envs`` per call, autoresets included) under uniformly random
+    actions from a fixed NumPy RNG: median, min, max and spread of ``repeats`` runs of ``n_calls`` calls after a
+    warm-up run; ``us_per_call_median``: one ``step()`` of all copies."""
+    return _time_runners({"x": _gym_vector_runner(num_envs, task_name, obs_mode, n_calls, seed)}, repeats)["x"]
+
+
+def gym_results(repeats: int = 9) -> dict:
+    """The Gymnasium adapters' entries of the results JSON (red-door, 256 levels, random actions), timed in
+    alternating rounds: the NumPy single env, the JAX single env (the old per-step dispatch), the vector env of 64
+    copies with the task's observation and with the lean one."""
+    runners = {
+        "gym_single": _gym_single_runner(),
+        "gym_single_jax": _gym_single_runner(backend="jax", n_steps=1_000),
+        "gym_vector_64": _gym_vector_runner(64),
+        "gym_vector_64_lean": _gym_vector_runner(64, obs_mode="lean"),
+    }
+    return _time_runners(runners, repeats)
+
+
+def print_gym(result: dict) -> None:
+    for key in ("gym_single", "gym_single_jax"):
+        if key in result:
+            g = result[key]
+            print(f"{key:<18} {g['steps_per_s_median'] / 1e3:8.1f} k steps/s (median of {g['repeats']}, "
+                  f"{g['steps_per_s_min'] / 1e3:.1f}..{g['steps_per_s_max'] / 1e3:.1f} k; {g['backend']}, "
+                  f"{g['obs_mode']}, resets included)")
+    for key in ("gym_vector_64", "gym_vector_64_lean"):
+        if key in result:
+            g = result[key]
+            print(f"{key:<18} {g['steps_per_s_median'] / 1e6:8.2f} M steps/s (median of {g['repeats']}, "
+                  f"{g['steps_per_s_min'] / 1e6:.2f}..{g['steps_per_s_max'] / 1e6:.2f} M; "
+                  f"{g['us_per_call_median']:.1f} us per step() of {g['num_envs']}, {g['obs_mode']})")
+
+
 PROBE = """
 import jax
 from mesalab.optimizers import PPOConfig, make_train
@@ -185,10 +312,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results/cpu.json")
     ap.add_argument("--skip-probe", action="store_true", help="skip the vmap hang probe")
+    ap.add_argument("--only", choices=["gym"], help="run only these benchmarks (gym: the Gymnasium adapters) and "
+                    "merge their keys into the JSON already at --out, keeping every other key")
     args = ap.parse_args()
     import jax
 
     import mesalab
+
+    if args.only == "gym":
+        result = {}
+        if os.path.exists(args.out):
+            with open(args.out) as f:
+                result = json.load(f)
+        result.update(gym_results())
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+        print_gym(result)
+        print(f"merged the gym entries into {args.out}")
+        return
 
     result = {
         "mesalab": mesalab.__version__, "jax": jax.__version__, "backend": jax.default_backend(),
@@ -198,6 +340,7 @@ def main() -> None:
         "ppo": ppo_throughput(),
         "ppo_vs_peer": ppo_vs_peer(),
         "ppo_lean_vs_full": ppo_lean_vs_full(),
+        **gym_results(),
     }
     if not args.skip_probe:
         # the probe needs more than one core to show the hazard: give its subprocess every core
@@ -219,6 +362,7 @@ def main() -> None:
         print(f"ppo {q['task']:<14} lean {q['lean']['obs_shape']} {q['lean']['steps_per_s_median'] / 1e3:6.1f} k vs "
               f"full {q['egocentric']['obs_shape']} {q['egocentric']['steps_per_s_median'] / 1e3:6.1f} k steps/s: "
               f"x{q['ratio_median']:.2f}")
+    print_gym(result)
     if "vmap_seeds_two_threads_probe" in result:
         print(f"vmap-over-seeds probe on {result['vmap_seeds_two_threads_probe']['cores_available']} cores: "
               f"{'finished' if result['vmap_seeds_two_threads_probe']['finished'] else 'HUNG (timed out)'}")
