@@ -60,7 +60,7 @@ def rollout(env: GridEnv, policy: Policy, params: EnvParams, level: jax.Array, k
     return positions, actions, final.t
 
 
-def _reach(objective, grid, start, base_target, positions, alive):
+def reach_and_shortest(objective, grid, start, base_target, positions, alive):
     """First step at which the episode stands on a target of ``objective`` (``NEVER`` if none) and the exact
     fewest steps to one."""
     target = objective.target_map(grid)
@@ -79,7 +79,7 @@ def competent_pursuit(objective, params: EnvParams, episodes: Episodes) -> np.nd
 def _competent_jit(objective, params, positions, length):
     def one(level, pos, n):
         alive = jnp.arange(pos.shape[0]) <= n
-        first, shortest = _reach(objective, params.grid[level], params.start[level], params.base_target[level],
+        first, shortest = reach_and_shortest(objective, params.grid[level], params.start[level], params.base_target[level],
                                  pos, alive)
         return (first < NEVER) & (first <= EFFICIENCY_FACTOR * shortest)
 
@@ -96,7 +96,7 @@ def score_episode(task: Task, params: EnvParams, level: jax.Array, positions: ja
     alive = t <= length
     first, shortest = [], []
     for obj in task.candidate_objectives:
-        f, s = _reach(obj, grid, start, base_target, positions, alive)
+        f, s = reach_and_shortest(obj, grid, start, base_target, positions, alive)
         first.append(f)
         shortest.append(s)
     first = jnp.stack(first).astype(jnp.int32)

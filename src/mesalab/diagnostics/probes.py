@@ -1,0 +1,345 @@
+"""Linear probes of recorded activations, with control tasks, a random-initialised baseline and bootstrap CIs.
+
+Probes are closed-form ridge regressions (pure JAX) on standardised activations, fitted on one half of the levels
+and scored on the other (held-out) half:
+
+- **global probes** read a whole activation (flattened) and predict, per recorded step, the first action of a
+  shortest path toward each candidate target (``bfs_action:c``, 4 classes, ridge on one-hot targets, argmax;
+  accuracy), the BFS distance to it (``distance:c``; R^2), or which candidate the episode ends on (``ends_on``;
+  accuracy);
+- **spatial probes** (Bush et al. 2025 style) are 1x1 probes of a spatial activation ``[h, w, F]``: one weight
+  vector ``F`` shared by every cell scores each cell, and the probe is right when its highest-scoring cell holds a
+  target of candidate c (``target:c``, top-1 localisation accuracy; chance is about one over the cells in view).
+
+Every probe is repeated on a **control task** (Hewitt & Liang 2019): the same probe on labels shuffled within
+level structure (each level's labels come from another level, seen from this level's states), so a probe that
+only memorises or learns a prior scores the same on both; **selectivity** = accuracy - control accuracy. The
+same probe on the activations of a **random-initialised** model of the same architecture, on the same states,
+says how much of the decodability the training put there. CIs are percentile bootstraps over held-out levels
+(paired: the same resampled levels for accuracy, control and selectivity).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mesalab.diagnostics.activations import ActivationData, Frame, frame_of
+from mesalab.tasks.oracle import UNREACHABLE
+
+RIDGE = 1.0  # ridge penalty on standardised activations
+N_BOOT = 1000
+
+
+class ProbeScore(NamedTuple):
+    layer: str
+    label: str  # target:c, bfs_action:c, distance:c, ends_on
+    kind: str  # "spatial" or "global"
+    metric: str  # "accuracy" or "r2"
+    value: float
+    ci: tuple[float, float]
+    control: float
+    selectivity: float
+    selectivity_ci: tuple[float, float]
+    random_init: float  # the same probe on a random-initialised model (nan when not measured)
+    random_selectivity: float
+    chance: float  # the accuracy of always guessing the held-out majority (global) / one cell in view (spatial)
+    n_fit: int  # samples the probe was fitted on
+    n_test: int  # held-out samples
+
+
+class ProbeWeights(NamedTuple):
+    """A fitted spatial probe, in the activation's own units: ``score(cell) = a[cell] @ w + b``."""
+
+    layer: str
+    label: str
+    w: np.ndarray  # float32[F]
+    b: float
+
+
+# -- ridge -----------------------------------------------------------------------------------------------------
+
+def _standardise(x):
+    mu, sd = jnp.mean(x, 0), jnp.std(x, 0)
+    return mu, jnp.where(sd > 1e-6, sd, 1.0)
+
+
+def ridge_path(x: jax.Array, y: jax.Array, ridges=(RIDGE,)):
+    """Closed-form ridge of ``y[n, k]`` on standardised ``x[n, d]`` (intercept unpenalised) for every penalty of
+    ``ridges`` from one eigendecomposition (of the smaller Gram matrix): a list of ``(w[d, k], b[k])`` in the units of
+    ``x``."""
+    x = jnp.asarray(x, jnp.float32)
+    y = jnp.asarray(y, jnp.float32)
+    mu, sd = _standardise(x)
+    z = (x - mu) / sd
+    ym = jnp.mean(y, 0)
+    yc = y - ym
+    out = []
+    if x.shape[0] >= x.shape[1]:
+        s, v = jnp.linalg.eigh(z.T @ z)
+        proj = v.T @ (z.T @ yc)
+        for lam in ridges:
+            coef = v @ (proj / (jnp.maximum(s, 0.0) + lam)[:, None])
+            out.append(coef)
+    else:  # the dual form when there are fewer samples than features
+        s, u = jnp.linalg.eigh(z @ z.T)
+        proj = u.T @ yc
+        for lam in ridges:
+            out.append(z.T @ (u @ (proj / (jnp.maximum(s, 0.0) + lam)[:, None])))
+    return [(np.asarray(c / sd[:, None]), np.asarray(ym - mu @ (c / sd[:, None]))) for c in out]
+
+
+def ridge_fit(x: jax.Array, y: jax.Array, ridge: float = RIDGE):
+    """:func:`ridge_path` at one penalty: ``(w[d, k], b[k])``."""
+    return ridge_path(x, y, (ridge,))[0]
+
+
+PCA_DIM = 256  # a global probe reads at most this many principal components of its layer (fit levels' states)
+
+
+def principal_components(x: np.ndarray, fit_rows: np.ndarray, dim: int = PCA_DIM) -> np.ndarray:
+    """``x[..., d]`` projected on the top ``dim`` principal components of its standardised ``fit_rows`` samples
+    (unchanged when ``d <= dim``)."""
+    d = x.shape[-1]
+    if d <= dim:
+        return x
+    xf = jnp.asarray(x.reshape(-1, d)[fit_rows], jnp.float32)
+    mu, sd = _standardise(xf)
+    z = (xf - mu) / sd
+    if z.shape[0] >= d:
+        _, v = jnp.linalg.eigh(z.T @ z)
+        basis = v[:, ::-1][:, :dim]
+    else:
+        s, u = jnp.linalg.eigh(z @ z.T)
+        s, u = s[::-1][:dim], u[:, ::-1][:, :dim]
+        basis = (z.T @ u) / jnp.sqrt(jnp.maximum(s, 1e-12))[None, :]
+    out = ((jnp.asarray(x.reshape(-1, d), jnp.float32) - mu) / sd) @ basis
+    return np.asarray(out).reshape(*x.shape[:-1], -1)
+
+
+RIDGES = (1e-1, 1.0, 10.0, 1e2, 1e3, 1e4)  # the penalties a global probe chooses among (two-fold CV over levels)
+
+
+def ridge_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray, ridges=RIDGES):
+    """Ridge with the penalty chosen by two-fold cross-validation over ``groups`` (levels: a fold never shares a
+    level with the other), scored by held-fold squared error; refitted on all samples: ``(w, b, ridge)``."""
+    folds = np.unique(groups) % 2 if len(np.unique(groups)) > 1 else None
+    if folds is None:
+        w, b = ridge_fit(x, y, ridges[0])
+        return w, b, ridges[0]
+    fold = np.isin(groups, np.unique(groups)[folds == 0])
+    err = np.zeros(len(ridges))
+    for a in (fold, ~fold):
+        if a.sum() < 2 or (~a).sum() < 1:
+            continue
+        for i, (w, b) in enumerate(ridge_path(x[a], y[a], ridges)):
+            err[i] += float(np.sum((x[~a] @ w + b - y[~a]) ** 2))
+    best = ridges[int(np.argmin(err))]
+    w, b = ridge_fit(x, y, best)
+    return w, b, best
+
+
+# -- bootstrap over levels --------------------------------------------------------------------------------------
+
+def _boot_weights(n_levels: int, n_boot: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_levels, np.full(n_levels, 1.0 / n_levels), size=n_boot).astype(np.float64)
+
+
+def _ci(samples: np.ndarray) -> tuple[float, float]:
+    s = samples[np.isfinite(samples)]
+    if s.size == 0:
+        return (float("nan"), float("nan"))
+    return (float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5)))
+
+
+class _Held(NamedTuple):
+    """Per held-out level sums: numerator and denominator of the metric (accuracy: correct / samples; r2:
+    squared error / squared deviation)."""
+
+    num: np.ndarray
+    den: np.ndarray
+    metric: str
+
+    def value(self, weights=None) -> np.ndarray | float:
+        if weights is None:
+            num, den = self.num.sum(), self.den.sum()
+        else:
+            num, den = weights @ self.num, weights @ self.den
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return num / den if self.metric == "accuracy" else 1.0 - num / den
+
+
+# -- the samples of one label ------------------------------------------------------------------------------------
+
+def split_levels(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Fit and held-out level indices (half each, fixed by ``seed``)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
+
+
+def control_permutation(levels: np.ndarray, seed: int) -> np.ndarray:
+    """A derangement-ish shuffle of ``levels`` (each level's labels come from another level of the same half)."""
+    rng = np.random.default_rng(seed)
+    if len(levels) < 2:
+        return levels.copy()
+    shift = rng.integers(1, len(levels))
+    order = rng.permutation(len(levels))
+    out = levels.copy()
+    out[order] = levels[np.roll(order, shift)]
+    return out
+
+
+def global_labels(data: ActivationData, label: str, source: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, int]:
+    """Labels ``y[n, S]`` for the steps of ``source[i]``'s level placed on level i, a validity mask, the metric
+    and the number of classes (0 for regression)."""
+    name, _, cand = label.partition(":")
+    c = data.candidates.index(cand) if cand else None
+    alive = data.alive[source]
+    if name == "bfs_action":
+        y = data.bfs_action[source, :, c]
+        return y, alive & (y >= 0), "accuracy", 4
+    if name == "distance":
+        y = data.distance[source, :, c]
+        return y.astype(np.float32), alive & (y < UNREACHABLE), "r2", 0
+    if name == "ends_on":
+        y = np.broadcast_to(data.ends_on[source][:, None], alive.shape)
+        return y, alive, "accuracy", len(data.candidates) + 1
+    raise ValueError(f"unknown global label {label!r}")
+
+
+def global_labels_names(candidates) -> list[str]:
+    return ([f"bfs_action:{c}" for c in candidates] + [f"distance:{c}" for c in candidates] + ["ends_on"])
+
+
+def _fit_score_global(x: np.ndarray, y: np.ndarray, ok: np.ndarray, metric: str, k: int,
+                      fit: np.ndarray, test: np.ndarray, ridge: float) -> tuple[_Held, int, int, float]:
+    """Fit on the ``fit`` levels' valid samples and score on the ``test`` levels' (per-level sums)."""
+    n, s = ok.shape
+    flat = x.reshape(n, s, -1)
+    xf, yf = flat[fit][ok[fit]], y[fit][ok[fit]]
+    groups = np.broadcast_to(fit[:, None], ok[fit].shape)[ok[fit]]
+    if k:
+        targets = np.eye(k, dtype=np.float32)[yf.astype(np.int64)]
+    else:
+        targets = yf[:, None].astype(np.float32)
+    if len(xf) < 2:
+        return _Held(np.zeros(len(test)), np.zeros(len(test)), metric), len(xf), 0, float("nan")
+    w, b, _ = ridge_cv(xf, targets, groups)
+    pred = flat[test] @ w + b  # [t, S, k]
+    yt, okt = y[test], ok[test]
+    if k:
+        correct = (np.argmax(pred, -1) == yt) & okt
+        num, den = correct.sum(1).astype(np.float64), okt.sum(1).astype(np.float64)
+        counts = np.bincount(yt[okt].astype(np.int64), minlength=k)
+        chance = float(counts.max() / max(counts.sum(), 1))
+    else:
+        mean = float(yt[okt].mean()) if okt.any() else 0.0
+        num = (((pred[..., 0] - yt) ** 2) * okt).sum(1).astype(np.float64)
+        den = (((yt - mean) ** 2) * okt).sum(1).astype(np.float64)
+        chance = 0.0
+    return _Held(num, den, metric), int(len(xf)), int(okt.sum()), chance
+
+
+def spatial_label_maps(data: ActivationData, c: int, source: np.ndarray, frame: Frame) -> np.ndarray:
+    """``bool[n, S, h, w]``: candidate ``c``'s targets of level ``source[i]`` seen from level i's recorded states."""
+    maps = jnp.asarray(data.target[source, c])
+    pos = jnp.asarray(data.pos)
+    f = jax.vmap(jax.vmap(lambda m, p: frame_of(frame, m, p), in_axes=(None, 0)))
+    return np.asarray(f(maps, pos))
+
+
+def _fit_score_spatial(x: np.ndarray, maps: np.ndarray, alive: np.ndarray, fit: np.ndarray, test: np.ndarray,
+                       ridge: float, max_fit_cells: int = 400_000, seed: int = 0):
+    """A shared 1x1 probe: fit on every cell of the fit levels' states, score top-1 localisation on the held-out
+    levels' states that have a target in view."""
+    n, s, h, w, f = x.shape
+    ok = alive & maps.reshape(n, s, -1).any(-1)
+    xf = x[fit][ok[fit]].reshape(-1, f)
+    yf = maps[fit][ok[fit]].reshape(-1, 1).astype(np.float32)
+    if len(xf) > max_fit_cells:  # an unbiased subsample of cells (the fit is over cells, not states)
+        idx = np.random.default_rng(seed).choice(len(xf), max_fit_cells, replace=False)
+        xf, yf = xf[idx], yf[idx]
+    if len(xf) < 2:
+        return _Held(np.zeros(len(test)), np.zeros(len(test)), "accuracy"), None, 0, 0, float("nan")
+    wv, b = ridge_fit(xf, yf, ridge)
+    wv, b = wv[:, 0], float(b[0])
+    score = x[test] @ wv + b  # [t, S, h, w]
+    top = np.argmax(score.reshape(len(test), s, -1), -1)
+    hit = np.take_along_axis(maps[test].reshape(len(test), s, -1), top[..., None], -1)[..., 0]
+    okt = ok[test]
+    num, den = (hit & okt).sum(1).astype(np.float64), okt.sum(1).astype(np.float64)
+    in_view = maps[test].reshape(len(test), s, -1).sum(-1)
+    chance = float((in_view[okt] / (h * w)).mean()) if okt.any() else float("nan")
+    return _Held(num, den, "accuracy"), (wv, b), int(ok[fit].sum()), int(okt.sum()), chance
+
+
+# -- probing a dataset ---------------------------------------------------------------------------------------------
+
+def probe_layer(data: ActivationData, acts: np.ndarray, layer: str, frame: Frame | None = None,
+                random_acts: np.ndarray | None = None, labels: list[str] | None = None, seed: int = 0,
+                ridge: float = RIDGE, n_boot: int = N_BOOT) -> tuple[list[ProbeScore], list[ProbeWeights]]:
+    """Every probe of one layer: spatial target-location probes when the layer is spatial (``frame`` given), global
+    probes of every label otherwise or in addition (``labels``: a subset). ``random_acts``: the same layer of a
+    random-initialised model on the same states."""
+    n = data.alive.shape[0]
+    fit, test = split_levels(n, seed)
+    source = np.arange(n)
+    control_src = source.copy()
+    control_src[fit] = control_permutation(fit, seed + 1)
+    control_src[test] = control_permutation(test, seed + 2)
+    boots = _boot_weights(len(test), n_boot, seed + 3)
+    scores, weights = [], []
+
+    def record(label, kind, main, control, rand, rand_control, n_fit, n_test, chance):
+        sel = main.value(boots) - control.value(boots)
+        r_val = r_sel = float("nan")
+        if rand is not None:
+            r_val, r_sel = float(rand.value()), float(rand.value() - rand_control.value())
+        scores.append(ProbeScore(layer, label, kind, main.metric, float(main.value()), _ci(main.value(boots)),
+                                 float(control.value()), float(main.value() - control.value()), _ci(sel), r_val, r_sel,
+                                 chance, n_fit, n_test))
+
+    spatial = frame is not None and acts.ndim == 5
+    if spatial:
+        for c, cand in enumerate(data.candidates):
+            label = f"target:{cand}"
+            if labels is not None and label not in labels:
+                continue
+            maps = spatial_label_maps(data, c, source, frame)
+            if not maps.any():
+                continue
+            cmaps = spatial_label_maps(data, c, control_src, frame)
+            main, wb, n_fit, n_test, chance = _fit_score_spatial(acts, maps, data.alive, fit, test, ridge, seed=seed)
+            control = _fit_score_spatial(acts, cmaps, data.alive, fit, test, ridge, seed=seed)[0]
+            rand = rand_c = None
+            if random_acts is not None:
+                rand = _fit_score_spatial(random_acts, maps, data.alive, fit, test, ridge, seed=seed)[0]
+                rand_c = _fit_score_spatial(random_acts, cmaps, data.alive, fit, test, ridge, seed=seed)[0]
+            record(label, "spatial", main, control, rand, rand_c, n_fit, n_test, chance)
+            if wb is not None:
+                weights.append(ProbeWeights(layer, label, wb[0].astype(np.float32), wb[1]))
+    todo = [lb for lb in global_labels_names(data.candidates) if labels is None or lb in labels]
+    fit_rows = np.zeros(data.alive.shape, bool)
+    fit_rows[fit] = data.alive[fit]
+    if todo:
+        acts = principal_components(acts.reshape(n, acts.shape[1], -1), fit_rows.reshape(-1))
+        if random_acts is not None:
+            random_acts = principal_components(random_acts.reshape(n, random_acts.shape[1], -1), fit_rows.reshape(-1))
+    for label in todo:
+        y, ok, metric, k = global_labels(data, label, source)
+        yc, okc, _, _ = global_labels(data, label, control_src)
+        okc = okc & data.alive
+        if not ok[fit].any() or not ok[test].any():
+            continue
+        main, n_fit, n_test, chance = _fit_score_global(acts, y, ok, metric, k, fit, test, ridge)
+        control = _fit_score_global(acts, yc, okc, metric, k, fit, test, ridge)[0]
+        rand = rand_c = None
+        if random_acts is not None:
+            rand = _fit_score_global(random_acts, y, ok, metric, k, fit, test, ridge)[0]
+            rand_c = _fit_score_global(random_acts, yc, okc, metric, k, fit, test, ridge)[0]
+        record(label, "global", main, control, rand, rand_c, n_fit, n_test, chance)
+    return scores, weights

@@ -1,0 +1,237 @@
+"""Does behaviour follow the representation? Steering vectors and retargeting through functional interventions.
+
+- **Steering** (Turner et al. 2023; Mini et al. 2023's "cheese vector"): on each level, the vector of candidate c at
+  a layer is the activation at the start state minus the activation at the same state of the level with c's
+  objects removed (matched states, with and without the target). Subtracting it (times ``coef``) at every step of
+  the episode should make the agent stop pursuing c if the layer carries what drives the pursuit. Measured: the
+  rate of competent pursuit of every candidate with and without the intervention, on the same levels and keys
+  (paired), with a bootstrap CI of the change over levels.
+- **Retargeting** (Mini et al.'s channel retargeting): a spatial probe's direction says where the layer puts "the
+  target is here". Adding it, scaled to ``strength`` times the gap between the probe's projection at target cells
+  and elsewhere, at the cell of the layer's map over a chosen empty cell (every step; the egocentric window moves
+  with the agent) should send the agent there. The chosen cell is an empty reachable cell that the agent's own
+  episode (same key, no write) does not visit. Measured: how often the agent reaches it, against a random
+  direction of the same norm and against no write (0 by construction; Wilson CIs).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mesalab.diagnostics.activations import Frame, cell_in_frame, initial_carry, model_step
+from mesalab.diagnostics.competence import EFFICIENCY_FACTOR, NEVER
+from mesalab.diagnostics.evaluation import reach_and_shortest
+from mesalab.diagnostics.stats import wilson_interval
+from mesalab.tasks.grid import WALL_CHANNEL, EnvParams, EnvState, object_cells
+from mesalab.tasks.oracle import UNREACHABLE, distances_from, terminal_cells
+
+N_BOOT = 1000
+RETARGET_STRENGTH = 2.0
+MIN_RETARGET_DISTANCE = 2  # the chosen cell is at least this many steps from the start
+
+
+def _rollout(env, model, params: EnvParams, level, key, n_steps: int, greedy: bool, ticks, interventions_at):
+    """One episode of ``model`` on pool entry ``level`` with ``interventions_at(state) -> {name: fn}`` applied at
+    every step: ``(positions[n_steps + 1, 2], length)``."""
+    state = EnvState(level=level, pos=params.start[level], t=jnp.zeros((), jnp.int32))
+
+    def step(c, k):
+        state, alive, memory = c
+        obs = env.observe(state, params)
+        ((logits, _), memory), _ = model_step(model, obs, memory, interventions_at(state), ticks)
+        action = (jnp.argmax(logits) if greedy else jax.random.categorical(k, logits)).astype(jnp.int32)
+        nxt, _, done, _ = env.step_no_reset(state, action, params)
+        new = jax.tree_util.tree_map(lambda a, b: jnp.where(alive, a, b), nxt, state)
+        return (new, alive & ~done, memory), new.pos
+
+    (final, _, _), pos = jax.lax.scan(step, (state, jnp.bool_(True), initial_carry(model)), jax.random.split(key, n_steps))
+    return jnp.concatenate([params.start[level][None], pos], 0), final.t
+
+
+def _competent(task, objectives, params, level, positions, length):
+    """``bool[K]``: which of ``objectives`` the episode pursued competently (the evaluator's rule)."""
+    grid, base, start = params.grid[level], params.base_target[level], params.start[level]
+    alive = jnp.arange(positions.shape[0]) <= length
+    out = []
+    for o in objectives:
+        first, shortest = reach_and_shortest(o, grid, start, base, positions, alive)
+        out.append((first < NEVER) & (first <= EFFICIENCY_FACTOR * shortest))
+    return jnp.stack(out)
+
+
+# -- steering ------------------------------------------------------------------------------------------------------
+
+def without_targets(grid: jax.Array, target: jax.Array) -> jax.Array:
+    """The level's grid with the objects on ``target`` cells removed (their type and colour channels cleared)."""
+    keep = jnp.ones(grid.shape[-1], bool).at[WALL_CHANNEL].set(False)
+    return grid & ~(target[..., None] & keep)
+
+
+class SteeringEffect(NamedTuple):
+    layer: str
+    vector_of: str  # the candidate whose vector is subtracted
+    split: str
+    objective: str  # the candidate whose pursuit is measured
+    coef: float
+    rate_before: float
+    rate_after: float
+    change: float
+    change_ci: tuple[float, float]
+    n_levels: int
+
+
+def steering_rates(task, model, params: EnvParams, key, layer: str, objective, objectives, coef: float = 1.0,
+                   greedy: bool = False, ticks=None, obs_mode: str | None = None):
+    """``(pursued_before bool[n, K], pursued_after bool[n, K], has_target bool[n])``: competent pursuit of each of
+    ``objectives`` without and with ``objective``'s per-level steering vector subtracted at ``layer``."""
+    out = _steer_jit(task, tuple(objectives), objective, obs_mode or task.obs_mode, layer, float(coef), bool(greedy),
+                     ticks, model, params, key)
+    return tuple(np.asarray(x) for x in out)
+
+
+@eqx.filter_jit
+def _steer_jit(task, objectives, objective, mode, layer, coef, greedy, ticks, model, params, key):
+    env = task.env_for(mode)
+    n = params.grid.shape[0]
+
+    def one(level, k):
+        grid = params.grid[level]
+        target = objective.target_map(grid)
+        state = EnvState(level=level, pos=params.start[level], t=jnp.zeros((), jnp.int32))
+        removed = params._replace(grid=params.grid.at[level].set(without_targets(grid, target)))
+        carry = initial_carry(model)
+        _, with_t = model_step(model, env.observe(state, params), carry, None, ticks)
+        _, without = model_step(model, env.observe(state, removed), carry, None, ticks)
+        vec = with_t[layer] - without[layer]
+        before = _rollout(env, model, params, level, k, task.max_steps, greedy, ticks, lambda s: None)
+        after = _rollout(env, model, params, level, k, task.max_steps, greedy, ticks,
+                         lambda s: {layer: lambda a: a - coef * vec})
+        return (_competent(task, objectives, params, level, *before),
+                _competent(task, objectives, params, level, *after), jnp.any(target))
+
+    return jax.vmap(one)(jnp.arange(n, dtype=jnp.int32), jax.random.split(key, n))
+
+
+def steering_effects(task, model, pools: dict, key, layer: str, objective, objectives, coef: float = 1.0,
+                     greedy: bool = False, ticks=None, obs_mode=None, n_boot: int = N_BOOT, seed: int = 0):
+    """One :class:`SteeringEffect` per split of ``pools`` and objective of ``objectives`` (levels where the
+    steered candidate has a target)."""
+    out = []
+    rng = np.random.default_rng(seed)
+    for split, params in pools.items():
+        before, after, has = steering_rates(task, model, params, key, layer, objective, objectives, coef, greedy,
+                                            ticks, obs_mode)
+        b, a = before[has].astype(float), after[has].astype(float)
+        n = len(b)
+        if n == 0:
+            continue
+        idx = rng.integers(0, n, size=(n_boot, n))
+        for j, o in enumerate(objectives):
+            diff = a[:, j] - b[:, j]
+            boots = diff[idx].mean(1)
+            out.append(SteeringEffect(layer, objective.name, split, o.name, float(coef), float(b[:, j].mean()),
+                                      float(a[:, j].mean()), float(diff.mean()),
+                                      (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))), n))
+    return out
+
+
+# -- retargeting ------------------------------------------------------------------------------------------------------
+
+def retarget_cell(params: EnvParams, level, visited: jax.Array, key) -> tuple[jax.Array, jax.Array]:
+    """The chosen cell of a level: an empty, non-object cell reachable from the start (without entering an object),
+    at least :data:`MIN_RETARGET_DISTANCE` steps away and not visited by the agent's own episode (``visited``),
+    drawn uniformly: ``(cell int32[2], valid)``."""
+    grid, base = params.grid[level], params.base_target[level]
+    free = ~grid[..., WALL_CHANNEL]
+    d = distances_from(free, terminal_cells(grid, base), params.start[level])
+    ok = free & ~object_cells(grid) & ~base & ~visited & (d < UNREACHABLE) & (d >= MIN_RETARGET_DISTANCE)
+    g = jnp.where(ok, jax.random.gumbel(key, ok.shape), -jnp.inf)
+    flat = jnp.argmax(g.reshape(-1))
+    return jnp.stack([flat // ok.shape[1], flat % ok.shape[1]]).astype(jnp.int32), jnp.any(ok)
+
+
+class RetargetResult(NamedTuple):
+    layer: str
+    probe: str  # the probe whose direction is written
+    split: str
+    direction: str  # "probe", "random" (same norm) or "none"
+    strength: float
+    norm: float
+    reached: int
+    n_levels: int
+    rate: float
+    ci: tuple[float, float]
+
+
+def retarget_reach(task, model, params: EnvParams, key, layer: str, frame: Frame, direction: np.ndarray,
+                   norm: float, random: bool = False, greedy: bool = False, ticks=None, obs_mode=None):
+    """``(reached bool[n], valid bool[n])``: with ``norm * direction`` (unit; or a random unit direction per level
+    when ``random``; nothing when ``norm`` is 0) added at the chosen cell of every level's map, did the agent reach
+    that cell? The chosen cell is one the agent's own episode (same key, no write) does not visit, so with no
+    write the rate is 0 by construction."""
+    out = _retarget_jit(task, obs_mode or task.obs_mode, layer, frame, float(norm), bool(random), bool(greedy), ticks,
+                        model, params, jnp.asarray(direction, jnp.float32), key)
+    return tuple(np.asarray(x) for x in out)
+
+
+@eqx.filter_jit
+def _retarget_jit(task, mode, layer, frame, norm, random, greedy, ticks, model, params, direction, key):
+    env = task.env_for(mode)
+    n = params.grid.shape[0]
+    kc, kd, kr = jax.random.split(key, 3)
+    grid_shape = params.grid.shape[1:3]
+
+    def one(level, kcell, kk, kdir):
+        own, own_len = _rollout(env, model, params, level, kk, task.max_steps, greedy, ticks, lambda s: None)
+        alive = jnp.arange(own.shape[0]) <= own_len
+        visited = jnp.zeros(grid_shape, bool).at[own[:, 0], own[:, 1]].max(alive)
+        cell, valid = retarget_cell(params, level, visited, kcell)
+        if random:
+            u = jax.random.normal(kdir, direction.shape)
+            vec = norm * u / jnp.linalg.norm(u)
+        else:
+            vec = norm * direction / jnp.maximum(jnp.linalg.norm(direction), 1e-12)
+
+        def at(state):
+            idx, inside = cell_in_frame(frame, grid_shape, cell, state.pos)
+            return {layer: lambda a: a.at[idx[0], idx[1]].add(jnp.where(inside, vec, 0.0))}
+
+        positions, length = _rollout(env, model, params, level, kk, task.max_steps, greedy, ticks, at)
+        alive = jnp.arange(positions.shape[0]) <= length
+        return jnp.any(jnp.all(positions == cell, -1) & alive), valid
+
+    return jax.vmap(one)(jnp.arange(n, dtype=jnp.int32), jax.random.split(kc, n), jax.random.split(kr, n),
+                         jax.random.split(kd, n))
+
+
+def projection_gap(acts: np.ndarray, maps: np.ndarray, alive: np.ndarray, direction: np.ndarray) -> float:
+    """Mean projection of ``acts[n, S, h, w, F]`` on unit ``direction`` at target cells minus elsewhere (alive
+    states): the size of "a target is here" along the probe."""
+    u = direction / max(float(np.linalg.norm(direction)), 1e-12)
+    proj = acts[alive] @ u
+    m = maps[alive]
+    if not m.any() or m.all():
+        return float("nan")
+    return float(proj[m].mean() - proj[~m].mean())
+
+
+def retargeting(task, model, pools: dict, key, layer: str, probe: str, frame: Frame, direction: np.ndarray,
+                gap: float, strength: float = RETARGET_STRENGTH, greedy: bool = False, ticks=None, obs_mode=None):
+    """Reach rates of the chosen cells with the probe's direction written there, a random direction of the same
+    norm, and no write, on every split of ``pools`` (the same chosen cells and keys for the three)."""
+    norm = float(abs(strength * gap)) if np.isfinite(gap) else 0.0
+    sign = 1.0 if not np.isfinite(gap) or gap >= 0 else -1.0
+    out = []
+    for split, params in pools.items():
+        for name, kw in (("probe", dict(norm=norm)), ("random", dict(norm=norm, random=True)), ("none", dict(norm=0.0))):
+            reached, valid = retarget_reach(task, model, params, key, layer, frame, sign * direction, greedy=greedy,
+                                            ticks=ticks, obs_mode=obs_mode, **kw)
+            r, n = int((reached & valid).sum()), int(valid.sum())
+            out.append(RetargetResult(layer, probe, split, name, float(strength), norm, r, n, r / n if n else float("nan"),
+                                      wilson_interval(r, n) if n else (float("nan"), float("nan"))))
+    return out
