@@ -1,4 +1,4 @@
-"""The ``mesalab`` command line: ``run``, ``diagnose``, ``sweep``, ``report``, ``tasks``.
+"""The ``mesalab`` command line: ``run``, ``diagnose``, ``probe``, ``sweep``, ``report``, ``tasks``.
 
 User errors (unknown task, bad option values, malformed config, corrupt run folder, an output path that is a
 file or cannot be written) print one line that names the fix and exit with status 2; no traceback. Every input is
@@ -248,6 +248,34 @@ def diagnose(
                                   on_stage=lambda s: progress.update(stage, description=s))
     _print(objectives_summary(analysis))
     console.print(f"Report: {Path(run_dir) / 'report.html'}")
+
+
+@app.command()
+def probe(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `mesalab run TASK`"),
+    layer: Optional[list[str]] = typer.Option(None, "--layer", help="a named activation to probe (repeatable; default "
+                                              "every one but the heads; an unknown name lists the model's)"),
+    levels: Optional[int] = typer.Option(None, "--levels", help="held-out levels per split (default 500), 20..20000"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="states recorded per level (default 8), 1..64"),
+    seed: Optional[list[int]] = typer.Option(None, "--seed", help="probe only this seed (repeatable; default all)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="worker processes (default: one per core on CPU; "
+                                          f"0 = in-process; at most {MAX_WORKERS})"),
+    replace: bool = typer.Option(False, "--replace", help="recompute the folder's probes (e.g. with other settings)"),
+) -> None:
+    """Look inside the trained models of a run for their mesa-objective: linear probes for every candidate
+    target (with control tasks and a random-initialised baseline), steering vectors and retargeting. Writes
+    its probe database and activation datasets into RUN_DIR and adds "Inside the model" to its report."""
+    from mesalab.studies import Options, get_study, prepare
+
+    _check_run_folder(run_dir)
+    _check_count("--workers", workers, 0, MAX_WORKERS)
+    for s in seed or []:
+        _check_count("--seed", s, 0, MAX_SEED)
+    study = get_study("probe")
+    options = Options(layers=layer or None, levels=levels, steps=steps, probe_seeds=seed or None, workers=workers,
+                      replace=replace)
+    settings, folder = prepare(study, str(run_dir), options, run_dir)
+    _work(study, settings, folder, workers)
 
 
 def _diagnose_agent(run_dir, policy, task, out, obs_mode, episodes, seeds, levels, bootstrap, seed) -> None:

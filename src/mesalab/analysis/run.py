@@ -33,6 +33,7 @@ class RunAnalysis:
     probes: "ProbeSummary | None" = None  # what the seeds pursue on every split (None: the task has no probes)
     overlaps: list[dict] | None = None  # per seed and split: evaluation levels equal to a training level
     events: "EventSummary | None" = None  # keys-chests: event rates per split across seeds (None: no events)
+    internals: "InternalsSummary | None" = None  # `mesalab probe`: what the models represent (None: not probed)
 
     @property
     def n_seeds(self) -> int:
@@ -72,9 +73,12 @@ def analyse_run(folder) -> RunAnalysis:
     probes = None
     if t["probe_readings"]:
         probes = probe_summary(task, t["probe_pursuit"], t["probe_readings"], t["probe_verdicts"])
+    from mesalab.analysis.internals import read_internals
+
+    internals = read_internals(folder.path, task, t["behavioral_objectives"])
     return RunAnalysis(folder.path, meta, task, t["training_curves"], t["evaluations"], t["outcomes"], t["competence"],
                        t["verdicts"], t["levels"], t["trajectories"], objectives, t["compute_scaling"], probes,
-                       t["split_overlaps"], event_summary(t["event_rates"]))
+                       t["split_overlaps"], event_summary(t["event_rates"]), internals)
 
 
 @dataclass

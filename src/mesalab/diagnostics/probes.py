@@ -74,9 +74,9 @@ def ridge_path(x: jax.Array, y: jax.Array, ridges=(RIDGE,)):
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.float32)
     mu, sd = _standardise(x)
-    z = (x - mu) / sd
+    z = (x - mu[None]) / sd[None]
     ym = jnp.mean(y, 0)
-    yc = y - ym
+    yc = y - ym[None]
     out = []
     if x.shape[0] >= x.shape[1]:
         s, v = jnp.linalg.eigh(z.T @ z)
@@ -108,7 +108,7 @@ def principal_components(x: np.ndarray, fit_rows: np.ndarray, dim: int = PCA_DIM
         return x
     xf = jnp.asarray(x.reshape(-1, d)[fit_rows], jnp.float32)
     mu, sd = _standardise(xf)
-    z = (xf - mu) / sd
+    z = (xf - mu[None]) / sd[None]
     if z.shape[0] >= d:
         _, v = jnp.linalg.eigh(z.T @ z)
         basis = v[:, ::-1][:, :dim]
@@ -116,7 +116,7 @@ def principal_components(x: np.ndarray, fit_rows: np.ndarray, dim: int = PCA_DIM
         s, u = jnp.linalg.eigh(z @ z.T)
         s, u = s[::-1][:dim], u[:, ::-1][:, :dim]
         basis = (z.T @ u) / jnp.sqrt(jnp.maximum(s, 1e-12))[None, :]
-    out = ((jnp.asarray(x.reshape(-1, d), jnp.float32) - mu) / sd) @ basis
+    out = ((jnp.asarray(x.reshape(-1, d), jnp.float32) - mu[None]) / sd[None]) @ basis
     return np.asarray(out).reshape(*x.shape[:-1], -1)
 
 

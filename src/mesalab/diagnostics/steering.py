@@ -69,7 +69,7 @@ def _competent(task, objectives, params, level, positions, length):
 def without_targets(grid: jax.Array, target: jax.Array) -> jax.Array:
     """The level's grid with the objects on ``target`` cells removed (their type and colour channels cleared)."""
     keep = jnp.ones(grid.shape[-1], bool).at[WALL_CHANNEL].set(False)
-    return grid & ~(target[..., None] & keep)
+    return grid & ~(target[..., None] & keep[None, None])
 
 
 class SteeringEffect(NamedTuple):
@@ -203,7 +203,7 @@ def _retarget_jit(task, mode, layer, frame, norm, random, greedy, ticks, model, 
 
         positions, length = _rollout(env, model, params, level, kk, task.max_steps, greedy, ticks, at)
         alive = jnp.arange(positions.shape[0]) <= length
-        return jnp.any(jnp.all(positions == cell, -1) & alive), valid
+        return jnp.any(jnp.all(positions == cell[None], -1) & alive), valid
 
     return jax.vmap(one)(jnp.arange(n, dtype=jnp.int32), jax.random.split(kc, n), jax.random.split(kr, n),
                          jax.random.split(kd, n))

@@ -10,6 +10,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from mesalab.diagnostics.verdict import verdict_phrase
 from mesalab.report import figures as F
 from mesalab.report.events import events_section
+from mesalab.report.internals import internals_section
 from mesalab.report.html import inline_figures, write_html_atomic
 
 
@@ -71,7 +72,9 @@ def build_report(run_dir: Path, analysis) -> Path:
                      "bootstrap interval; dashed: the training ticks.",
                      F.success_by_ticks(scaling, fig_dir / "compute_scaling.png")))
         compute_section = F.compute_gain_sentence(scaling)
+    internals, internal_figs = internals_section(task, a.internals, fig_dir)
     figures = inline_figures(figs)
+    internal_figures = inline_figures(internal_figs)
     objective_section = _objective_section(objectives) if objectives is not None else None
 
     comp = {(r["seed"], r["split"]): r for r in competence}
@@ -109,6 +112,8 @@ def build_report(run_dir: Path, analysis) -> Path:
         objectives=objective_section,
         compute_scaling=compute_section,
         probes=_probe_section(task, a.probes),
+        internals=internals,
+        internal_figures=internal_figures,
         events=None if a.events is None else events_section(a.events),
         overlaps=overlap_sentence(a.overlaps or []),
         evaluations=evaluations,

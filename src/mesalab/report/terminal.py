@@ -62,6 +62,8 @@ def run_summary(a) -> list:
     if a.probes is not None:
         out.append(Text.assemble(("What the probes show: ", "bold"), a.probes.headline))
     out += objectives_summary(a)
+    if a.internals is not None:
+        out.append(Text.assemble(("Inside the model: ", "bold"), a.internals.agreement))
     out.append(Text(f"Report: {Path(a.path) / 'report.html'}"))
     return out
 
@@ -140,3 +142,13 @@ def icl_summary(a) -> list:
         table.add_row(str(m["seed"]), m["reference"], f"{m['reference_loss']:.4f}", f"{m['model_loss']:.4f}",
                       f"{m['prediction_mse']:.5f}", f"{m['sensitivity_cosine']:.4f}")
     return [table, *sentences_summary(a.sentences, Path(a.path) / "report.html")]
+
+
+def internals_summary(a) -> list:
+    """What ``mesalab probe`` found (:class:`mesalab.analysis.internals.InternalsSummary`): the agreement
+    sentence, then one sentence per kind of evidence."""
+    s = a.internals
+    if s is None:
+        return [Text(f"No probes in this run; measure them with `mesalab probe {a.path}`.")]
+    return [Text.assemble(("Inside the model: ", "bold"), s.agreement), *[Text(x) for x in s.sentences],
+            Text(f"Report: {Path(a.path) / 'report.html'}")]

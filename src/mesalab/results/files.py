@@ -23,3 +23,14 @@ def save_leaves_atomic(path: Path | str, model) -> None:
     tmp = str(path) + ".partial"
     eqx.tree_serialise_leaves(tmp, model)
     os.replace(tmp, path)
+
+
+def save_npz_atomic(path: Path | str, arrays: dict) -> None:
+    """Write ``arrays`` (name -> array) as a compressed ``.npz`` to ``path``, atomically."""
+    import numpy as np
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)

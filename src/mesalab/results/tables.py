@@ -128,6 +128,22 @@ RUN_SCHEMA = Schema("run", (RUNS, TRAINING_CURVES, EVALUATIONS, OUTCOMES, COMPET
                             OPTIMIZATION_POWER, LEVEL_BITS, EPIC_DISTANCES, PROBE_PURSUIT, PROBE_READINGS, PROBE_VERDICTS,
                             SPLIT_OVERLAPS, EVENT_RATES))
 
+# -- mesa-objective probes of a run's seeds (``mesalab probe RUN_DIR``; probes.duckdb in the run folder) -----------
+PROBE_SEEDS = _t("probe_seeds", "seed INTEGER, split VARCHAR, n_levels INTEGER, steps INTEGER, layers JSON, "
+                 "dataset VARCHAR, created VARCHAR", ("seed",))
+ACTIVATION_PROBES = _t("activation_probes", "seed INTEGER, layer VARCHAR, label VARCHAR, kind VARCHAR, metric VARCHAR, "
+                       "value DOUBLE, ci_low DOUBLE, ci_high DOUBLE, control DOUBLE, selectivity DOUBLE, sel_low DOUBLE, "
+                       "sel_high DOUBLE, random_init DOUBLE, random_selectivity DOUBLE, chance DOUBLE, n_fit INTEGER, "
+                       "n_test INTEGER", ("seed", "layer", "label"))
+STEERING_EFFECTS = _t("steering_effects", "seed INTEGER, layer VARCHAR, vector_of VARCHAR, split VARCHAR, "
+                      "objective VARCHAR, coef DOUBLE, rate_before DOUBLE, rate_after DOUBLE, change DOUBLE, "
+                      "ci_low DOUBLE, ci_high DOUBLE, n_levels INTEGER",
+                      ("seed", "layer", "vector_of", "split", "objective"))
+RETARGETING = _t("retargeting", "seed INTEGER, layer VARCHAR, probe VARCHAR, split VARCHAR, direction VARCHAR, "
+                 "strength DOUBLE, norm DOUBLE, reached INTEGER, n_levels INTEGER, rate DOUBLE, ci_low DOUBLE, "
+                 "ci_high DOUBLE", ("seed", "layer", "split", "direction"))
+PROBE_SCHEMA = Schema("probe", (PROBE_SEEDS, ACTIVATION_PROBES, STEERING_EFFECTS, RETARGETING))
+
 # -- a sweep of cells (every kind of cell: PPO, ICL, ...) --------------------------------------------------------
 CELLS = _t("cells", "cell_id VARCHAR, batch_id VARCHAR, panel VARCHAR, dial VARCHAR, value DOUBLE, seed INTEGER, "
            "config JSON, versions JSON, wall_s DOUBLE, finished VARCHAR", ("cell_id",))

@@ -18,15 +18,15 @@ from mesalab.errors import ConfigError, CorruptRunError
 from mesalab.studies.contract import Listing, Options, Study, prepare, run_study
 
 BUILTIN = ("mesalab.studies.gridworld_run", "mesalab.studies.agent_run", "mesalab.studies.icl_run", "mesalab.studies.sweep",
-           "mesalab.studies.extrapolation", "mesalab.studies.toy_model")
+           "mesalab.studies.extrapolation", "mesalab.studies.toy_model", "mesalab.studies.probe_run")
 _KINDS: dict[str, Study] = {}
 _loaded = [False]
 
 
 def register(study: Study) -> Study:
     """Add a kind to the catalogue (replacing one of the same ``kind``); returns it."""
-    if not study.kind or study.command not in ("run", "sweep"):
-        raise ValueError("a study needs a kind and a command ('run' or 'sweep')")
+    if not study.kind or study.command not in ("run", "sweep", "probe"):
+        raise ValueError("a study needs a kind and a command ('run', 'sweep' or 'probe')")
     _KINDS[study.kind] = study
     return study
 

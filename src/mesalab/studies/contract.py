@@ -59,6 +59,10 @@ class Options:
     mazes: int | None = None
     policy: str | None = None  # diagnose --policy MODULE:FUNCTION (an agent from outside mesalab)
     obs_mode: str | None = None  # diagnose --obs-mode: what that agent observes
+    layers: list[str] | None = None  # probe --layer: the named activations to probe (default all but the heads)
+    levels: int | None = None  # probe --levels: held-out levels per split
+    probe_seeds: list[int] | None = None  # probe --seed: only these seeds of the run
+    replace: bool = False  # probe --replace: recompute the folder's probes with new settings
 
 
 class Study:
