@@ -22,10 +22,10 @@ def probed(tmp_path_factory):
     d = tmp_path_factory.mktemp("probe") / "red-door-cnn"
     cfg = d.parent / "cnn.json"
     cfg.write_text(json.dumps(SMALL_CNN))
-    out = mesalab("run", "red-door", "--seeds", "2", "--episodes", "40", "--workers", "1", "--out", str(d),
+    out = mesalab("run", "red-door", "--seeds", "1", "--episodes", "40", "--workers", "1", "--out", str(d),
                   "--config", str(cfg))
     assert out.returncode == 0, out.stderr[-3000:]
-    out = mesalab("probe", str(d), "--levels", "40", "--workers", "1")
+    out = mesalab("probe", str(d), "--levels", "40", "--layer", "input", "--layer", "conv_0", "--workers", "1")
     assert out.returncode == 0, out.stderr[-3000:]
     return d, out.stdout
 
@@ -34,14 +34,14 @@ def probed(tmp_path_factory):
 def test_probe_writes_its_files_rows_and_report_section(probed):
     d, stdout = probed
     assert "Inside the model" in stdout
-    for f in ("probes.json", "probes.duckdb", "probes/seed-0.npz", "probes/seed-1.npz", "report.html"):
+    for f in ("probes.json", "probes.duckdb", "probes/seed-0.npz", "report.html"):
         assert (d / f).exists(), f
     meta = json.loads((d / "probes.json").read_text())
-    assert meta["kind"] == "probe" and meta["seeds"] == [0, 1] and meta["settings"]["levels"] == 40
+    assert meta["kind"] == "probe" and meta["seeds"] == [0] and meta["settings"]["levels"] == 40
     from mesalab.analysis.internals import probes_folder
 
     t = probes_folder(d).tables("probe_seeds", "activation_probes", "steering_effects", "retargeting")
-    assert sorted(r["seed"] for r in t["probe_seeds"]) == [0, 1]
+    assert sorted(r["seed"] for r in t["probe_seeds"]) == [0]
     labels = {r["label"] for r in t["activation_probes"]}
     assert {"target:door", "target:red", "ends_on", "bfs_action:door", "distance:red"} <= labels
     for r in t["activation_probes"]:
@@ -67,8 +67,8 @@ def test_the_stored_activations_are_the_checkpoints_on_the_stored_observations(p
     from mesalab.studies.gridworld_run import load_model
 
     d, _ = probed
-    z = np.load(d / "probes" / "seed-1.npz")
-    model = load_model(d, 1)
+    z = np.load(d / "probes" / "seed-0.npz")
+    model = load_model(d, 0)
     again = activations_on(model, jnp.asarray(z["obs"]), ["conv_0"])["conv_0"]
     np.testing.assert_allclose(z["act/conv_0"].astype(np.float32), again, rtol=1e-2, atol=1e-2)
     assert z["target"].shape[1] == len(z["candidates"]) and z["alive"][:, 0].all()
@@ -131,9 +131,11 @@ def test_replace_recomputes_with_new_settings(probed, tmp_path):
     d, _ = probed
     copy = tmp_path / "copy"
     shutil.copytree(d, copy)
-    out = mesalab("probe", str(copy), "--levels", "24", "--seed", "0", "--layer", "conv_0", "--replace",
-                  "--workers", "0")
+    out = mesalab("probe", str(copy), "--levels", "24", "--layer", "conv_0", "--replace", "--workers", "0")
     assert out.returncode == 0, out.stderr[-3000:]
     meta = json.loads((copy / "probes.json").read_text())
     assert meta["seeds"] == [0] and meta["settings"]["levels"] == 24 and meta["settings"]["layers"] == ["conv_0"]
-    assert not (copy / "probes" / "seed-1.npz").exists()
+    from mesalab.analysis.internals import probes_folder
+
+    layers = {r["layer"] for r in probes_folder(copy).tables("activation_probes")["activation_probes"]}
+    assert layers == {"conv_0"}  # the old probes (input, conv_0 at 40 levels) were replaced

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from mesalab.analysis.events import EventSummary, event_summary
+
+if TYPE_CHECKING:
+    from mesalab.analysis.internals import InternalsSummary
 
 ORDER = {"training_curves": "seed, update_index", "evaluations": "seed, split DESC, is_base DESC, objective",
          "outcomes": "seed", "verdicts": "seed", "levels": "split, level",
