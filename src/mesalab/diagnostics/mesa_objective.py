@@ -52,7 +52,7 @@ def probe_model(task, model, random_model, pools: dict, key, layers=None, steps:
                 ticks=None, strength: float = RETARGET_STRENGTH, steer: bool = True, retarget: bool = True,
                 seed: int = 0) -> ModelInternals:
     """Probes, steering and retargeting of one model (``pools``: split -> levels; probes use ``pools["test"]``,
-    steering every split, retargeting the test split)."""
+    steering every split but train, retargeting the test split)."""
     mode = task.obs_mode
     obs_shape = task.env.obs_shape
     shapes = activation_shapes(model, obs_shape, ticks)
@@ -71,13 +71,14 @@ def probe_model(task, model, random_model, pools: dict, key, layers=None, steps:
     objectives = candidate_objectives(task)
     object_candidates = [o for o in task.candidate_objectives if getattr(o, "needs_object", True)]
     steering = []
-    if steer:
+    # steering on the test and probe splits: on train the candidates coincide, so a vector cannot tell them apart
+    steer_pools = {s: p for s, p in pools.items() if s != "train"}
+    if steer and object_candidates:
         for layer in layers:
             if layer == "input":
                 continue
-            for o in object_candidates:
-                steering += steering_effects(task, model, pools, k_steer, layer, o, objectives, greedy=greedy,
-                                             ticks=ticks, seed=seed)
+            steering += steering_effects(task, model, steer_pools, k_steer, layer, object_candidates, objectives,
+                                         greedy=greedy, ticks=ticks, seed=seed)
     retargets = []
     base_label = f"target:{task.base_objective.name}"
     if retarget:

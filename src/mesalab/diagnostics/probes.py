@@ -67,29 +67,35 @@ def _standardise(x):
     return mu, jnp.where(sd > 1e-6, sd, 1.0)
 
 
+@jax.jit
+def _masked_ridge(x: jax.Array, y: jax.Array, m: jax.Array, ridges: jax.Array):
+    """Closed-form ridge of ``y[N, k]`` on ``x[N, d]`` over the rows where ``m[N]`` (0/1) is set, standardised by
+    those rows (intercept unpenalised), for every penalty of ``ridges[R]`` from one eigendecomposition of the
+    ``d x d`` Gram matrix: ``(w[R, d, k], b[R, k])`` in the units of ``x``. The shapes do not depend on the mask,
+    so every label, control and fold of a layer runs the same compiled program."""
+    tot = jnp.maximum(m.sum(), 1.0)
+    mu = (m @ x) / tot
+    sd = jnp.sqrt((m @ (x - mu[None]) ** 2) / tot)
+    sd = jnp.where(sd > 1e-6, sd, 1.0)
+    root = jnp.sqrt(m)[:, None]
+    z = (x - mu[None]) / sd[None] * root
+    ym = (m @ y) / tot
+    yc = (y - ym[None]) * root
+    s, v = jnp.linalg.eigh(z.T @ z)
+    proj = v.T @ (z.T @ yc)
+    coef = jax.vmap(lambda lam: v @ (proj / (jnp.maximum(s, 0.0) + lam)[:, None]))(ridges)  # [R, d, k]
+    w = coef / sd[None, :, None]
+    return w, ym[None] - jnp.einsum("d,rdk->rk", mu, w)
+
+
 def ridge_path(x: jax.Array, y: jax.Array, ridges=(RIDGE,)):
     """Closed-form ridge of ``y[n, k]`` on standardised ``x[n, d]`` (intercept unpenalised) for every penalty of
-    ``ridges`` from one eigendecomposition (of the smaller Gram matrix): a list of ``(w[d, k], b[k])`` in the units of
-    ``x``."""
+    ``ridges`` from one eigendecomposition: a list of ``(w[d, k], b[k])`` in the units of ``x``."""
     x = jnp.asarray(x, jnp.float32)
-    y = jnp.asarray(y, jnp.float32)
-    mu, sd = _standardise(x)
-    z = (x - mu[None]) / sd[None]
-    ym = jnp.mean(y, 0)
-    yc = y - ym[None]
-    out = []
-    if x.shape[0] >= x.shape[1]:
-        s, v = jnp.linalg.eigh(z.T @ z)
-        proj = v.T @ (z.T @ yc)
-        for lam in ridges:
-            coef = v @ (proj / (jnp.maximum(s, 0.0) + lam)[:, None])
-            out.append(coef)
-    else:  # the dual form when there are fewer samples than features
-        s, u = jnp.linalg.eigh(z @ z.T)
-        proj = u.T @ yc
-        for lam in ridges:
-            out.append(z.T @ (u @ (proj / (jnp.maximum(s, 0.0) + lam)[:, None])))
-    return [(np.asarray(c / sd[:, None]), np.asarray(ym - mu @ (c / sd[:, None]))) for c in out]
+    w, b = _masked_ridge(x, jnp.asarray(y, jnp.float32), jnp.ones(x.shape[0], jnp.float32),
+                         jnp.asarray(ridges, jnp.float32))
+    w, b = np.asarray(w), np.asarray(b)
+    return [(w[i], b[i]) for i in range(len(ridges))]
 
 
 def ridge_fit(x: jax.Array, y: jax.Array, ridge: float = RIDGE):
@@ -123,23 +129,27 @@ def principal_components(x: np.ndarray, fit_rows: np.ndarray, dim: int = PCA_DIM
 RIDGES = (1e-1, 1.0, 10.0, 1e2, 1e3, 1e4)  # the penalties a global probe chooses among (two-fold CV over levels)
 
 
-def ridge_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray, ridges=RIDGES):
-    """Ridge with the penalty chosen by two-fold cross-validation over ``groups`` (levels: a fold never shares a
-    level with the other), scored by held-fold squared error; refitted on all samples: ``(w, b, ridge)``."""
-    folds = np.unique(groups) % 2 if len(np.unique(groups)) > 1 else None
-    if folds is None:
-        w, b = ridge_fit(x, y, ridges[0])
-        return w, b, ridges[0]
-    fold = np.isin(groups, np.unique(groups)[folds == 0])
-    err = np.zeros(len(ridges))
-    for a in (fold, ~fold):
-        if a.sum() < 2 or (~a).sum() < 1:
-            continue
-        for i, (w, b) in enumerate(ridge_path(x[a], y[a], ridges)):
-            err[i] += float(np.sum((x[~a] @ w + b - y[~a]) ** 2))
-    best = ridges[int(np.argmin(err))]
-    w, b = ridge_fit(x, y, best)
-    return w, b, best
+def ridge_cv(x: np.ndarray, y: np.ndarray, m: np.ndarray, groups: np.ndarray, ridges=RIDGES):
+    """Ridge over the rows where ``m`` is set, with the penalty chosen by two-fold cross-validation over ``groups``
+    (levels: even and odd level ids, so a fold never shares a level with the other), scored by held-fold squared
+    error, and refitted on all those rows: ``(w, b, ridge)``."""
+    w, b, i = _ridge_cv(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), jnp.asarray(m, jnp.float32),
+                        jnp.asarray(groups % 2 == 0), jnp.asarray(ridges, jnp.float32))
+    return np.asarray(w), np.asarray(b), ridges[int(i)]
+
+
+@jax.jit
+def _ridge_cv(x, y, m, even, ridges):
+    err = jnp.zeros(ridges.shape[0], jnp.float32)
+    for fold in (even, ~even):
+        fit, held = m * fold, m * ~fold
+        w, b = _masked_ridge(x, y, fit, ridges)
+        e = jnp.einsum("n,rnk->r", held, (jnp.einsum("nd,rdk->rnk", x, w) + b[:, None] - y[None]) ** 2)
+        usable = (fit.sum() >= 2) & (held.sum() >= 1)
+        err = err + jnp.where(usable, e, 0.0)
+    best = jnp.argmin(err)
+    w, b = _masked_ridge(x, y, m, ridges)
+    return w[best], b[best], best
 
 
 # -- bootstrap over levels --------------------------------------------------------------------------------------
@@ -220,15 +230,19 @@ def _fit_score_global(x: np.ndarray, y: np.ndarray, ok: np.ndarray, metric: str,
     """Fit on the ``fit`` levels' valid samples and score on the ``test`` levels' (per-level sums)."""
     n, s = ok.shape
     flat = x.reshape(n, s, -1)
-    xf, yf = flat[fit][ok[fit]], y[fit][ok[fit]]
-    groups = np.broadcast_to(fit[:, None], ok[fit].shape)[ok[fit]]
+    on_fit = np.zeros(n, bool)
+    on_fit[fit] = True
+    rows = (ok & on_fit[:, None]).reshape(-1)
+    n_fit = int(rows.sum())
+    if n_fit < 2:
+        return _Held(np.zeros(len(test)), np.zeros(len(test)), metric), n_fit, 0, float("nan")
+    safe = np.where(ok, y, 0)
     if k:
-        targets = np.eye(k, dtype=np.float32)[yf.astype(np.int64)]
+        targets = np.eye(k, dtype=np.float32)[safe.reshape(-1).astype(np.int64)]
     else:
-        targets = yf[:, None].astype(np.float32)
-    if len(xf) < 2:
-        return _Held(np.zeros(len(test)), np.zeros(len(test)), metric), len(xf), 0, float("nan")
-    w, b, _ = ridge_cv(xf, targets, groups)
+        targets = safe.reshape(-1, 1).astype(np.float32)
+    groups = np.broadcast_to(np.arange(n)[:, None], (n, s)).reshape(-1)
+    w, b, _ = ridge_cv(flat.reshape(n * s, -1), targets, rows.astype(np.float32), groups)
     pred = flat[test] @ w + b  # [t, S, k]
     yt, okt = y[test], ok[test]
     if k:
@@ -241,7 +255,7 @@ def _fit_score_global(x: np.ndarray, y: np.ndarray, ok: np.ndarray, metric: str,
         num = (((pred[..., 0] - yt) ** 2) * okt).sum(1).astype(np.float64)
         den = (((yt - mean) ** 2) * okt).sum(1).astype(np.float64)
         chance = 0.0
-    return _Held(num, den, metric), int(len(xf)), int(okt.sum()), chance
+    return _Held(num, den, metric), n_fit, int(okt.sum()), chance
 
 
 def spatial_label_maps(data: ActivationData, c: int, source: np.ndarray, frame: Frame) -> np.ndarray:
@@ -253,20 +267,20 @@ def spatial_label_maps(data: ActivationData, c: int, source: np.ndarray, frame: 
 
 
 def _fit_score_spatial(x: np.ndarray, maps: np.ndarray, alive: np.ndarray, fit: np.ndarray, test: np.ndarray,
-                       ridge: float, max_fit_cells: int = 400_000, seed: int = 0):
-    """A shared 1x1 probe: fit on every cell of the fit levels' states, score top-1 localisation on the held-out
-    levels' states that have a target in view."""
+                       ridge: float):
+    """A shared 1x1 probe: fit on every cell of the fit levels' states that have a target in view, score top-1
+    localisation on the held-out levels' states that have one."""
     n, s, h, w, f = x.shape
     ok = alive & maps.reshape(n, s, -1).any(-1)
-    xf = x[fit][ok[fit]].reshape(-1, f)
-    yf = maps[fit][ok[fit]].reshape(-1, 1).astype(np.float32)
-    if len(xf) > max_fit_cells:  # an unbiased subsample of cells (the fit is over cells, not states)
-        idx = np.random.default_rng(seed).choice(len(xf), max_fit_cells, replace=False)
-        xf, yf = xf[idx], yf[idx]
-    if len(xf) < 2:
+    on_fit = np.zeros(n, bool)
+    on_fit[fit] = True
+    states = ok & on_fit[:, None]
+    if states.sum() * h * w < 2:
         return _Held(np.zeros(len(test)), np.zeros(len(test)), "accuracy"), None, 0, 0, float("nan")
-    wv, b = ridge_fit(xf, yf, ridge)
-    wv, b = wv[:, 0], float(b[0])
+    cells = np.broadcast_to(states[:, :, None, None], (n, s, h, w)).reshape(-1).astype(np.float32)
+    wv, b = _masked_ridge(jnp.asarray(x.reshape(-1, f), jnp.float32), jnp.asarray(maps.reshape(-1, 1), jnp.float32),
+                          jnp.asarray(cells), jnp.asarray([ridge], jnp.float32))
+    wv, b = np.asarray(wv[0, :, 0]), float(b[0, 0])
     score = x[test] @ wv + b  # [t, S, h, w]
     top = np.argmax(score.reshape(len(test), s, -1), -1)
     hit = np.take_along_axis(maps[test].reshape(len(test), s, -1), top[..., None], -1)[..., 0]
@@ -274,7 +288,7 @@ def _fit_score_spatial(x: np.ndarray, maps: np.ndarray, alive: np.ndarray, fit: 
     num, den = (hit & okt).sum(1).astype(np.float64), okt.sum(1).astype(np.float64)
     in_view = maps[test].reshape(len(test), s, -1).sum(-1)
     chance = float((in_view[okt] / (h * w)).mean()) if okt.any() else float("nan")
-    return _Held(num, den, "accuracy"), (wv, b), int(ok[fit].sum()), int(okt.sum()), chance
+    return _Held(num, den, "accuracy"), (wv, b), int(states.sum()), int(okt.sum()), chance
 
 
 # -- probing a dataset ---------------------------------------------------------------------------------------------
@@ -286,6 +300,9 @@ def probe_layer(data: ActivationData, acts: np.ndarray, layer: str, frame: Frame
     probes of every label otherwise or in addition (``labels``: a subset). ``random_acts``: the same layer of a
     random-initialised model on the same states."""
     n = data.alive.shape[0]
+    # the input of a random-initialised model is the input: its probes are the trained model's (not refitted)
+    same = random_acts is not None and (random_acts is acts or (random_acts.shape == acts.shape
+                                                                and np.array_equal(random_acts, acts)))
     fit, test = split_levels(n, seed)
     source = np.arange(n)
     control_src = source.copy()
@@ -313,12 +330,14 @@ def probe_layer(data: ActivationData, acts: np.ndarray, layer: str, frame: Frame
             if not maps.any():
                 continue
             cmaps = spatial_label_maps(data, c, control_src, frame)
-            main, wb, n_fit, n_test, chance = _fit_score_spatial(acts, maps, data.alive, fit, test, ridge, seed=seed)
-            control = _fit_score_spatial(acts, cmaps, data.alive, fit, test, ridge, seed=seed)[0]
+            main, wb, n_fit, n_test, chance = _fit_score_spatial(acts, maps, data.alive, fit, test, ridge)
+            control = _fit_score_spatial(acts, cmaps, data.alive, fit, test, ridge)[0]
             rand = rand_c = None
-            if random_acts is not None:
-                rand = _fit_score_spatial(random_acts, maps, data.alive, fit, test, ridge, seed=seed)[0]
-                rand_c = _fit_score_spatial(random_acts, cmaps, data.alive, fit, test, ridge, seed=seed)[0]
+            if same:
+                rand, rand_c = main, control
+            elif random_acts is not None:
+                rand = _fit_score_spatial(random_acts, maps, data.alive, fit, test, ridge)[0]
+                rand_c = _fit_score_spatial(random_acts, cmaps, data.alive, fit, test, ridge)[0]
             record(label, "spatial", main, control, rand, rand_c, n_fit, n_test, chance)
             if wb is not None:
                 weights.append(ProbeWeights(layer, label, wb[0].astype(np.float32), wb[1]))
@@ -327,7 +346,7 @@ def probe_layer(data: ActivationData, acts: np.ndarray, layer: str, frame: Frame
     fit_rows[fit] = data.alive[fit]
     if todo:
         acts = principal_components(acts.reshape(n, acts.shape[1], -1), fit_rows.reshape(-1))
-        if random_acts is not None:
+        if random_acts is not None and not same:
             random_acts = principal_components(random_acts.reshape(n, random_acts.shape[1], -1), fit_rows.reshape(-1))
     for label in todo:
         y, ok, metric, k = global_labels(data, label, source)
@@ -338,7 +357,9 @@ def probe_layer(data: ActivationData, acts: np.ndarray, layer: str, frame: Frame
         main, n_fit, n_test, chance = _fit_score_global(acts, y, ok, metric, k, fit, test, ridge)
         control = _fit_score_global(acts, yc, okc, metric, k, fit, test, ridge)[0]
         rand = rand_c = None
-        if random_acts is not None:
+        if same:
+            rand, rand_c = main, control
+        elif random_acts is not None:
             rand = _fit_score_global(random_acts, y, ok, metric, k, fit, test, ridge)[0]
             rand_c = _fit_score_global(random_acts, yc, okc, metric, k, fit, test, ridge)[0]
         record(label, "global", main, control, rand, rand_c, n_fit, n_test, chance)

@@ -27,7 +27,7 @@ from mesalab.diagnostics.activations import Frame, cell_in_frame, initial_carry,
 from mesalab.diagnostics.competence import EFFICIENCY_FACTOR, NEVER
 from mesalab.diagnostics.evaluation import reach_and_shortest
 from mesalab.diagnostics.stats import wilson_interval
-from mesalab.tasks.grid import WALL_CHANNEL, EnvParams, EnvState, object_cells
+from mesalab.tasks.grid import POOL_SCALARS, WALL_CHANNEL, EnvParams, EnvState, object_cells, take_levels
 from mesalab.tasks.oracle import UNREACHABLE, distances_from, terminal_cells
 
 N_BOOT = 1000
@@ -85,58 +85,90 @@ class SteeringEffect(NamedTuple):
     n_levels: int
 
 
+def join_pools(pools: list[EnvParams]) -> EnvParams:
+    """One pool holding the levels of ``pools`` in order (the same task, so the same grid shape), every entry in
+    use."""
+    first = pools[0]
+    per_level = {f: jnp.concatenate([getattr(p, f) for p in pools], 0) for f in first._fields if f not in POOL_SCALARS}
+    return first._replace(**per_level, n_levels=jnp.int32(per_level["start"].shape[0]), level_offset=jnp.int32(0))
+
+
 def steering_rates(task, model, params: EnvParams, key, layer: str, objective, objectives, coef: float = 1.0,
                    greedy: bool = False, ticks=None, obs_mode: str | None = None):
     """``(pursued_before bool[n, K], pursued_after bool[n, K], has_target bool[n])``: competent pursuit of each of
     ``objectives`` without and with ``objective``'s per-level steering vector subtracted at ``layer``."""
-    out = _steer_jit(task, tuple(objectives), objective, obs_mode or task.obs_mode, layer, float(coef), bool(greedy),
-                     ticks, model, params, key)
+    before, after, has = steering_rates_all(task, model, params, key, layer, (objective,), objectives, coef, greedy,
+                                            ticks, obs_mode)
+    return before, after[:, 0], has[:, 0]
+
+
+def steering_rates_all(task, model, params: EnvParams, key, layer: str, steered, objectives, coef: float = 1.0,
+                       greedy: bool = False, ticks=None, obs_mode: str | None = None):
+    """:func:`steering_rates` for every candidate of ``steered`` in one program (one compile per layer; the
+    unsteered episode is played once): ``(before bool[n, K], after bool[n, J, K], has_target bool[n, J])``."""
+    out = _steer_jit(task, tuple(objectives), tuple(steered), obs_mode or task.obs_mode, layer, bool(greedy), ticks,
+                     model, params, jnp.float32(coef), key)
     return tuple(np.asarray(x) for x in out)
 
 
 @eqx.filter_jit
-def _steer_jit(task, objectives, objective, mode, layer, coef, greedy, ticks, model, params, key):
+def _steer_jit(task, objectives, steered, mode, layer, greedy, ticks, model, params, coef, key):
     env = task.env_for(mode)
     n = params.grid.shape[0]
 
     def one(level, k):
         grid = params.grid[level]
-        target = objective.target_map(grid)
-        state = EnvState(level=level, pos=params.start[level], t=jnp.zeros((), jnp.int32))
-        removed = params._replace(grid=params.grid.at[level].set(without_targets(grid, target)))
+        targets = jnp.stack([o.target_map(grid) for o in steered])  # [J, H, W]
+        single = take_levels(params, level[None])  # this level alone: the matched states differ only in its grid
+        state = EnvState(level=jnp.zeros((), jnp.int32), pos=params.start[level], t=jnp.zeros((), jnp.int32))
         carry = initial_carry(model)
-        _, with_t = model_step(model, env.observe(state, params), carry, None, ticks)
-        _, without = model_step(model, env.observe(state, removed), carry, None, ticks)
-        vec = with_t[layer] - without[layer]
+        _, with_t = model_step(model, env.observe(state, single), carry, None, ticks)
+
+        def vector(target):
+            removed = single._replace(grid=without_targets(grid, target)[None])
+            _, without = model_step(model, env.observe(state, removed), carry, None, ticks)
+            return with_t[layer] - without[layer]
+
+        def steered_episode(vec):
+            return _rollout(env, model, params, level, k, task.max_steps, greedy, ticks,
+                            lambda s: {layer: lambda a: a - coef * vec})
+
         before = _rollout(env, model, params, level, k, task.max_steps, greedy, ticks, lambda s: None)
-        after = _rollout(env, model, params, level, k, task.max_steps, greedy, ticks,
-                         lambda s: {layer: lambda a: a - coef * vec})
-        return (_competent(task, objectives, params, level, *before),
-                _competent(task, objectives, params, level, *after), jnp.any(target))
+        positions, lengths = jax.vmap(steered_episode)(jax.vmap(vector)(targets))
+        after = jax.vmap(lambda p, m: _competent(task, objectives, params, level, p, m))(positions, lengths)
+        return _competent(task, objectives, params, level, *before), after, jnp.any(targets, axis=(1, 2))
 
     return jax.vmap(one)(jnp.arange(n, dtype=jnp.int32), jax.random.split(key, n))
 
 
-def steering_effects(task, model, pools: dict, key, layer: str, objective, objectives, coef: float = 1.0,
+def steering_effects(task, model, pools: dict, key, layer: str, steered, objectives, coef: float = 1.0,
                      greedy: bool = False, ticks=None, obs_mode=None, n_boot: int = N_BOOT, seed: int = 0):
-    """One :class:`SteeringEffect` per split of ``pools`` and objective of ``objectives`` (levels where the
-    steered candidate has a target)."""
+    """One :class:`SteeringEffect` per candidate of ``steered`` (one objective or several), split of ``pools`` and
+    objective of ``objectives`` (levels where the steered candidate has a target). The splits are played as one
+    pool, in one program."""
+    steered = tuple(steered) if isinstance(steered, (tuple, list)) else (steered,)
+    names = list(pools)
+    sizes = [int(pools[s].start.shape[0]) for s in names]
+    before, after, has = steering_rates_all(task, model, join_pools([pools[s] for s in names]), key, layer, steered,
+                                            objectives, coef, greedy, ticks, obs_mode)
     out = []
     rng = np.random.default_rng(seed)
-    for split, params in pools.items():
-        before, after, has = steering_rates(task, model, params, key, layer, objective, objectives, coef, greedy,
-                                            ticks, obs_mode)
-        b, a = before[has].astype(float), after[has].astype(float)
-        n = len(b)
-        if n == 0:
-            continue
-        idx = rng.integers(0, n, size=(n_boot, n))
-        for j, o in enumerate(objectives):
-            diff = a[:, j] - b[:, j]
-            boots = diff[idx].mean(1)
-            out.append(SteeringEffect(layer, objective.name, split, o.name, float(coef), float(b[:, j].mean()),
-                                      float(a[:, j].mean()), float(diff.mean()),
-                                      (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))), n))
+    bounds = np.cumsum([0, *sizes])
+    for j, vector_of in enumerate(steered):
+        for i, split in enumerate(names):
+            sl = slice(bounds[i], bounds[i + 1])
+            keep = has[sl, j]
+            b, a = before[sl][keep].astype(float), after[sl, j][keep].astype(float)
+            n = len(b)
+            if n == 0:
+                continue
+            idx = rng.integers(0, n, size=(n_boot, n))
+            for k, o in enumerate(objectives):
+                diff = a[:, k] - b[:, k]
+                boots = diff[idx].mean(1)
+                out.append(SteeringEffect(layer, vector_of.name, split, o.name, float(coef), float(b[:, k].mean()),
+                                          float(a[:, k].mean()), float(diff.mean()),
+                                          (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))), n))
     return out
 
 
@@ -168,42 +200,47 @@ class RetargetResult(NamedTuple):
     ci: tuple[float, float]
 
 
+RETARGET_DIRECTIONS = ("probe", "random", "none")
+
+
 def retarget_reach(task, model, params: EnvParams, key, layer: str, frame: Frame, direction: np.ndarray,
-                   norm: float, random: bool = False, greedy: bool = False, ticks=None, obs_mode=None):
-    """``(reached bool[n], valid bool[n])``: with ``norm * direction`` (unit; or a random unit direction per level
-    when ``random``; nothing when ``norm`` is 0) added at the chosen cell of every level's map, did the agent reach
-    that cell? The chosen cell is one the agent's own episode (same key, no write) does not visit, so with no
-    write the rate is 0 by construction."""
-    out = _retarget_jit(task, obs_mode or task.obs_mode, layer, frame, float(norm), bool(random), bool(greedy), ticks,
-                        model, params, jnp.asarray(direction, jnp.float32), key)
+                   norm: float, greedy: bool = False, ticks=None, obs_mode=None):
+    """``(reached bool[n, 3], valid bool[n])``: did the agent reach the chosen cell of each level with, in the order
+    of :data:`RETARGET_DIRECTIONS`, ``norm * direction`` (unit), a random unit direction per level times ``norm``,
+    and nothing added at that cell of the layer's map? The chosen cell is one the agent's own episode (same key, no
+    write) does not visit, so with no write the rate is 0 by construction (read off that own episode)."""
+    out = _retarget_jit(task, obs_mode or task.obs_mode, layer, frame, bool(greedy), ticks, model, params,
+                        jnp.asarray(direction, jnp.float32), jnp.float32(norm), key)
     return tuple(np.asarray(x) for x in out)
 
 
 @eqx.filter_jit
-def _retarget_jit(task, mode, layer, frame, norm, random, greedy, ticks, model, params, direction, key):
+def _retarget_jit(task, mode, layer, frame, greedy, ticks, model, params, direction, norm, key):
     env = task.env_for(mode)
     n = params.grid.shape[0]
     kc, kd, kr = jax.random.split(key, 3)
     grid_shape = params.grid.shape[1:3]
+
+    def reached(positions, length, cell):
+        alive = jnp.arange(positions.shape[0]) <= length
+        return jnp.any(jnp.all(positions == cell[None], -1) & alive)
 
     def one(level, kcell, kk, kdir):
         own, own_len = _rollout(env, model, params, level, kk, task.max_steps, greedy, ticks, lambda s: None)
         alive = jnp.arange(own.shape[0]) <= own_len
         visited = jnp.zeros(grid_shape, bool).at[own[:, 0], own[:, 1]].max(alive)
         cell, valid = retarget_cell(params, level, visited, kcell)
-        if random:
-            u = jax.random.normal(kdir, direction.shape)
-            vec = norm * u / jnp.linalg.norm(u)
-        else:
-            vec = norm * direction / jnp.maximum(jnp.linalg.norm(direction), 1e-12)
+        u = jax.random.normal(kdir, direction.shape)
+        vecs = norm * jnp.stack([direction / jnp.maximum(jnp.linalg.norm(direction), 1e-12), u / jnp.linalg.norm(u)])
 
-        def at(state):
-            idx, inside = cell_in_frame(frame, grid_shape, cell, state.pos)
-            return {layer: lambda a: a.at[idx[0], idx[1]].add(jnp.where(inside, vec, 0.0))}
+        def written(vec):
+            def at(state):
+                idx, inside = cell_in_frame(frame, grid_shape, cell, state.pos)
+                return {layer: lambda a: a.at[idx[0], idx[1]].add(jnp.where(inside, vec, 0.0))}
 
-        positions, length = _rollout(env, model, params, level, kk, task.max_steps, greedy, ticks, at)
-        alive = jnp.arange(positions.shape[0]) <= length
-        return jnp.any(jnp.all(positions == cell[None], -1) & alive), valid
+            return reached(*_rollout(env, model, params, level, kk, task.max_steps, greedy, ticks, at), cell)
+
+        return jnp.concatenate([jax.vmap(written)(vecs), reached(own, own_len, cell)[None]]), valid
 
     return jax.vmap(one)(jnp.arange(n, dtype=jnp.int32), jax.random.split(kc, n), jax.random.split(kr, n),
                          jax.random.split(kd, n))
@@ -228,10 +265,12 @@ def retargeting(task, model, pools: dict, key, layer: str, probe: str, frame: Fr
     sign = 1.0 if not np.isfinite(gap) or gap >= 0 else -1.0
     out = []
     for split, params in pools.items():
-        for name, kw in (("probe", dict(norm=norm)), ("random", dict(norm=norm, random=True)), ("none", dict(norm=0.0))):
-            reached, valid = retarget_reach(task, model, params, key, layer, frame, sign * direction, greedy=greedy,
-                                            ticks=ticks, obs_mode=obs_mode, **kw)
-            r, n = int((reached & valid).sum()), int(valid.sum())
-            out.append(RetargetResult(layer, probe, split, name, float(strength), norm, r, n, r / n if n else float("nan"),
+        reached, valid = retarget_reach(task, model, params, key, layer, frame, sign * direction, norm, greedy, ticks,
+                                        obs_mode)
+        n = int(valid.sum())
+        for j, name in enumerate(RETARGET_DIRECTIONS):
+            r = int((reached[:, j] & valid).sum())
+            out.append(RetargetResult(layer, probe, split, name, float(strength), norm if name != "none" else 0.0, r,
+                                      n, r / n if n else float("nan"),
                                       wilson_interval(r, n) if n else (float("nan"), float("nan"))))
     return out

@@ -95,7 +95,8 @@ class ProbeStudy(Study):
         stored = {"layers": layers, "levels": int(levels), "steps": int(steps), "strength": RETARGET_STRENGTH,
                   "level_seed": int(ev.get("level_seed", 0)), "greedy": bool(ev.get("greedy", False))}
         return {"name": str(run_dir), "run_dir": str(run_dir), "task": meta["task"], "ppo": meta["ppo"], "seeds": seeds,
-                "stored": stored, "replace": bool(options.replace), "workers": options.workers, **stored}
+                "stored": stored, "replace": bool(options.replace), "workers": options.workers,
+                "level_pool": max(int(levels), int(ev.get("episodes", levels))), **stored}
 
     def check_folder(self, folder: RunFolder, settings: dict) -> None:
         meta = folder_meta(folder.path, (self.meta_name,))
@@ -185,6 +186,7 @@ def probe_seed(spec: dict, seed: int) -> tuple[int, dict, dict]:
     """``(seed, rows, arrays)``: the probes, steering and retargeting of one trained seed, and its activation
     dataset."""
     import jax
+    import jax.numpy as jnp
 
     from mesalab.diagnostics import evaluation_levels
     from mesalab.diagnostics.mesa_objective import probe_model
@@ -193,12 +195,17 @@ def probe_seed(spec: dict, seed: int) -> tuple[int, dict, dict]:
     from mesalab.results.store import dumps
     from mesalab.studies.gridworld_run import load_model
     from mesalab.tasks import get_task
+    from mesalab.tasks.grid import take_levels
 
     config = PPOConfig(**spec["ppo"])
     task = get_task(spec["task"]).with_obs_mode(config.obs_mode)
     model = load_model(Path(spec["run_dir"]), seed)
     random_model = init_model(config, jax.random.fold_in(jax.random.key(seed), 999))  # same architecture, untrained
-    pools = {s: evaluation_levels(task, s, spec["levels"], spec["level_seed"]) for s in task.splits}
+    # the first `levels` of the run's own evaluation pool of each split (the same levels its evaluation played, and
+    # the generator program the run compiled, which the compile cache then holds)
+    n_pool = int(spec.get("level_pool", spec["levels"]))
+    pools = {s: take_levels(evaluation_levels(task, s, n_pool, spec["level_seed"]), jnp.arange(spec["levels"]))
+             for s in task.splits}
     res = probe_model(task, model, random_model, pools, jax.random.fold_in(jax.random.key(seed), 11), spec["layers"],
                       spec["steps"], spec["greedy"], None, spec["strength"], seed=seed)
     rows = {
