@@ -90,7 +90,7 @@ def fake_run(tmp_path_factory):
                                                "eval": {"episodes": 40, "level_seed": 0}}))
     for s in (0, 1):
         save_leaves_atomic(d / "checkpoints" / f"seed-{s}.eqx", init_model(c, jax.random.key(s)))
-    settings = {"layers": ["conv_0", "hidden_0", "input"], "levels": 40, "steps": 8, "strength": 2.0, "level_seed": 0,
+    settings = {"layers": ["conv_0", "hidden_0", "input"], "levels": 40, "steps": 8, "strengths": [2.0, 5.0, 10.0], "level_seed": 0,
                 "greedy": False}
     (d / "probes.json").write_text(json.dumps({"kind": "probe", "seeds": [0, 1], "settings": settings}))
     folder = probes_folder(d)

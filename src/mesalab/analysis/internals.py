@@ -100,6 +100,7 @@ class RetargetRow:
     probe: str
     split: str
     direction: str
+    strength: float
     rate: Estimate
     reached: int
     n: int
@@ -116,8 +117,12 @@ class InternalsSummary:
     agreement: str = ""
 
     def best_probe(self, label: str) -> ProbeRow | None:
-        rows = [p for p in self.probes if p.label == label and p.layer != "input" and math.isfinite(p.selectivity.mean)]
-        return max(rows, key=lambda p: p.selectivity.mean, default=None)
+        """The non-input layer where ``label`` is most selective (a target with no control task: most accurate)."""
+        rows = [p for p in self.probes if p.label == label and p.layer != "input"]
+        with_control = [p for p in rows if math.isfinite(p.selectivity.mean)]
+        if with_control:
+            return max(with_control, key=lambda p: p.selectivity.mean)
+        return max((p for p in rows if math.isfinite(p.value.mean)), key=lambda p: p.value.mean, default=None)
 
     def own_steering(self, candidate: str, split: str = "test") -> SteerRow | None:
         """The layer whose ``candidate`` vector most lowers the pursuit of ``candidate`` on ``split``."""
@@ -125,12 +130,26 @@ class InternalsSummary:
                 and math.isfinite(s.change.mean)]
         return min(rows, key=lambda s: s.change.mean, default=None)
 
-    def retarget(self, layer: str, direction: str, split: str = "test") -> RetargetRow | None:
-        return next((r for r in self.retargeting if (r.layer, r.direction, r.split) == (layer, direction, split)), None)
+    def retarget(self, layer: str, direction: str, split: str = "test", strength: float | None = None) \
+            -> RetargetRow | None:
+        """The retargeting row of ``layer`` and ``direction`` at ``strength`` (default: the largest written)."""
+        rows = [r for r in self.retargeting if (r.layer, r.direction, r.split) == (layer, direction, split)
+                and (strength is None or r.strength == strength)]
+        return max(rows, key=lambda r: r.strength, default=None)
 
-    def best_retarget_layer(self, split: str = "test") -> str | None:
-        rows = [r for r in self.retargeting if r.direction == "probe" and r.split == split and math.isfinite(r.rate.mean)]
-        return max(rows, key=lambda r: r.rate.mean).layer if rows else None
+    def best_retarget(self, split: str = "test", internal: bool = True) -> tuple[str, float] | None:
+        """``(layer, strength)`` where the probe direction beats the random direction of the same norm by the most;
+        ``internal``: not the input (writing at the input is editing the observation, not the model's
+        representation)."""
+        best, margin = None, -math.inf
+        for r in self.retargeting:
+            if r.direction != "probe" or r.split != split or (r.layer != "input") != internal:
+                continue
+            rd = self.retarget(r.layer, "random", split, r.strength)
+            m = r.rate.mean - (rd.rate.mean if rd else 0.0)
+            if math.isfinite(m) and m > margin:
+                best, margin = (r.layer, r.strength), m
+        return best
 
 
 def _group(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
@@ -149,7 +168,7 @@ def read_internals(run_dir: Path | str, task, behavioral: list[dict] | None = No
     meta = folder.read_meta()
     t = folder.tables("probe_seeds", "activation_probes", "steering_effects", "retargeting",
                       order={"activation_probes": "layer, label, seed", "steering_effects": "layer, vector_of, split, objective, seed",
-                             "retargeting": "layer, split, direction, seed"})
+                             "retargeting": "layer, split, direction, strength, seed"})
     if not t["probe_seeds"]:
         return None
     probes = []
@@ -174,12 +193,13 @@ def read_internals(run_dir: Path | str, task, behavioral: list[dict] | None = No
                          _over_seeds(rows, "change", "ci_low", "ci_high"))
                 for k, rows in _group(t["steering_effects"], ("layer", "vector_of", "split", "objective")).items()]
     retargeting = []
-    for (layer, probe, split, direction), rows in _group(t["retargeting"], ("layer", "probe", "split", "direction")).items():
+    for (layer, probe, split, direction, strength), rows in _group(t["retargeting"], ("layer", "probe", "split", "direction",
+                                                                                    "strength")).items():
         reached, n = sum(r["reached"] for r in rows), sum(r["n_levels"] for r in rows)
         est = _over_seeds(rows, "rate", "ci_low", "ci_high")
         if est.n_seeds == 1 and not math.isfinite(est.low):
             est = Estimate(est.mean, *wilson_interval(reached, n), 1)
-        retargeting.append(RetargetRow(layer, probe, split, direction, est, reached, n))
+        retargeting.append(RetargetRow(layer, probe, split, direction, float(strength), est, reached, n))
     s = InternalsSummary(sorted(r["seed"] for r in t["probe_seeds"]), meta.get("settings") or {}, probes, steering,
                          retargeting)
     s.sentences, s.agreement = internals_sentences(s, task, behavioral or [])
@@ -196,6 +216,13 @@ def internals_sentences(s: InternalsSummary, task, behavioral: list[dict]) -> tu
     for c in candidates:
         p = s.best_probe(f"target:{c}")
         if p is None:
+            continue
+        if not math.isfinite(p.selectivity.mean):  # the target is at the same cells on every level
+            more = math.isfinite(p.gain.low) and p.gain.low > SELECTIVE
+            out.append(f"The {c} target is at the same cells on every level, so no control task separates a "
+                       f"representation of it from a prior: best read at {p.layer}, top-1 accuracy {p.value.text()} "
+                       f"on held-out levels against {p.random_init.text()} for the random-initialised model "
+                       f"({'more than' if more else 'no more than'} an untrained network of the same shape carries).")
             continue
         ok = p.decodable
         if ok:
@@ -215,22 +242,42 @@ def internals_sentences(s: InternalsSummary, task, behavioral: list[dict]) -> tu
                    f"{r.before.mean:.2f} to {r.after.mean:.2f} (change {r.change.text()}, {r.change.n_seeds} seed(s)): "
                    f"{'the representation is used' if sig else 'no reliable drop'}"
                    + (f"; Mini et al. 2023's cheese vector: {MINI_ET_AL[0]:.2f} -> {MINI_ET_AL[1]:.2f}." if c == base else "."))
-    layer = s.best_retarget_layer()
     retargets = False
-    if layer is not None:
-        pr, rd, no = (s.retarget(layer, d) for d in ("probe", "random", "none"))
-        retargets = pr is not None and rd is not None and math.isfinite(pr.rate.low) and math.isfinite(rd.rate.high) \
+    for internal in (True, False):
+        best = s.best_retarget(internal=internal)
+        if best is None:
+            continue
+        layer, strength = best
+        pr, rd, no = (s.retarget(layer, d, strength=strength) for d in ("probe", "random", "none"))
+        beats = pr is not None and rd is not None and math.isfinite(pr.rate.low) and math.isfinite(rd.rate.high) \
             and pr.rate.low > rd.rate.high
-        out.append(f"Writing the {base} probe's direction at a chosen cell of {layer} sends the agent there in "
-                   f"{pr.rate.text()} of test levels ({pr.reached}/{pr.n}), against {rd.rate.text()} for a random "
-                   f"direction of the same norm and {no.rate.mean:.2f} with no write: "
-                   f"{'the probe direction acts as a goal' if retargets else 'no retargeting beyond the random control'}.")
+        if internal:
+            retargets = beats
+            out.append(f"Writing the {base} probe's direction ({strength:g} x its projection gap) at a chosen cell of "
+                       f"{layer} sends the agent there in {pr.rate.text()} of test levels ({pr.reached}/{pr.n}), "
+                       f"against {rd.rate.text()} for a random direction of the same norm and {no.rate.mean:.2f} with "
+                       f"no write: {'the probe direction acts as a goal' if beats else 'no retargeting beyond the random control'}"
+                       f"; Mini et al. 2023 retargeted their maze agent by editing one channel's activation.")
+        else:
+            out.append(f"For reference, writing it into the observation itself (the input layer, i.e. drawing a "
+                       f"{base} there; {strength:g} x gap) sends the agent there in {pr.rate.text()} "
+                       f"({pr.reached}/{pr.n}; random direction {rd.rate.text()}).")
     test = [b for b in behavioral if b["split"] == "test"]
     dominant = None
-    if test:
-        names = [b["dominant"] for b in test]
-        dominant = max(set(names), key=names.count)
-        n_dom = names.count(dominant)
+    if test:  # the same tie read in either order ("goal~corner", "corner~goal") is one reading
+        members = [frozenset(b["dominant"].split("~")) for b in test]
+        readings = list(dict.fromkeys(members))  # in order of first appearance (deterministic)
+        counts = [members.count(m) for m in readings]
+        top = readings[counts.index(max(counts))]
+        n_dom = max(counts)
+        dominant = next(b["dominant"] for b, m in zip(test, members) if m == top)
+        named = [c for c in candidates if any(x == c or x.split(":")[0] == c for x in top)]
+        if counts.count(n_dom) > 1:  # an even split between readings: no single behavioral objective
+            split = ", ".join(f"{next(b['dominant'] for b, x in zip(test, members) if x == m)} ({k}/{len(test)})"
+                              for m, k in zip(readings, counts) if k == n_dom)
+            return out, (f"Undecided: the behavioral objective on test levels is split between {split} seeds, so "
+                         f"the internal evidence ({', '.join(used or ([base] if retargets else [])) or 'none'}) is "
+                         "not compared with one reading.")
     internal = [c for c in used]  # causal evidence first
     if not internal and retargets:
         internal = [base]
@@ -241,9 +288,14 @@ def internals_sentences(s: InternalsSummary, task, behavioral: list[dict]) -> tu
         agreement = (f"No candidate's representation is shown to drive behaviour (no steering vector lowers its pursuit "
                      f"reliably and retargeting does not beat its control); decodable: {', '.join(decoded) or 'none'}. "
                      f"The behavioral objective on test levels is {dominant} ({n_dom}/{len(test)} seeds).")
-    elif dominant in internal:
+    elif set(internal) & set(named) and set(named) <= set(internal):
         agreement = (f"Agree: the internal evidence points at {', '.join(internal)} and the behavioral objective on test "
                      f"levels is {dominant} ({n_dom}/{len(test)} seeds).")
+    elif set(internal) & set(named):
+        others = [c for c in named if c not in internal]
+        agreement = (f"Consistent but not decisive: the internal evidence points at {', '.join(internal)}; the behavioral "
+                     f"objective on test levels, {dominant} ({n_dom}/{len(test)} seeds), ties it with "
+                     f"{', '.join(others)}, for which no representation is shown to drive behaviour.")
     else:
         agreement = (f"Disagree: the model uses a representation of {', '.join(internal)}, but its behaviour on test levels "
                      f"is best explained by {dominant} ({n_dom}/{len(test)} seeds).")

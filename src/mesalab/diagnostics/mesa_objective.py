@@ -17,7 +17,7 @@ import numpy as np
 from mesalab.diagnostics.activations import (ActivationData, activation_shapes, activations_on, candidate_objectives,
                                              frame_for, record_data, spatial_layers)
 from mesalab.diagnostics.probes import ProbeScore, probe_layer, spatial_label_maps
-from mesalab.diagnostics.steering import (RETARGET_STRENGTH, RetargetResult, SteeringEffect, projection_gap,
+from mesalab.diagnostics.steering import (RETARGET_STRENGTHS, RetargetResult, SteeringEffect, projection_gap,
                                           retargeting, steering_effects)
 
 HEADS = ("logits", "value")  # named outputs, not representations: never probed by default
@@ -49,7 +49,7 @@ def check_layers(shapes: dict, layers) -> list[str]:
 
 
 def probe_model(task, model, random_model, pools: dict, key, layers=None, steps: int = 8, greedy: bool = False,
-                ticks=None, strength: float = RETARGET_STRENGTH, steer: bool = True, retarget: bool = True,
+                ticks=None, strengths=RETARGET_STRENGTHS, steer: bool = True, retarget: bool = True,
                 seed: int = 0) -> ModelInternals:
     """Probes, steering and retargeting of one model (``pools``: split -> levels; probes use ``pools["test"]``,
     steering every split but train, retargeting the test split)."""
@@ -91,5 +91,5 @@ def probe_model(task, model, random_model, pools: dict, key, layers=None, steps:
             maps = spatial_label_maps(data, c, np.arange(data.alive.shape[0]), frame)
             gap = projection_gap(acts[layer], maps, data.alive, probe.w)
             retargets += retargeting(task, model, {PROBE_SPLIT: pools[PROBE_SPLIT]}, k_ret, layer, base_label, frame,
-                                     probe.w, gap, strength, greedy, ticks)
+                                     probe.w, gap, strengths, greedy, ticks)
     return ModelInternals(scores, steering, retargets, data, acts)

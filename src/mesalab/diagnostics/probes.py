@@ -13,7 +13,9 @@ and scored on the other (held-out) half:
 
 Every probe is repeated on a **control task** (Hewitt & Liang 2019): the same probe on labels shuffled within
 level structure (each level's labels come from another level, seen from this level's states), so a probe that
-only memorises or learns a prior scores the same on both; **selectivity** = accuracy - control accuracy. The
+only memorises or learns a prior scores the same on both; **selectivity** = accuracy - control accuracy. A target
+at the same cells on every level (a fixed corner) has no control task (its shuffled labels are its labels):
+control and selectivity are NaN, and only the random-initialised baseline remains. The
 same probe on the activations of a **random-initialised** model of the same architecture, on the same states,
 says how much of the decodability the training put there. CIs are percentile bootstraps over held-out levels
 (paired: the same resampled levels for accuracy, control and selectivity).
@@ -331,13 +333,18 @@ def probe_layer(data: ActivationData, acts: np.ndarray, layer: str, frame: Frame
                 continue
             cmaps = spatial_label_maps(data, c, control_src, frame)
             main, wb, n_fit, n_test, chance = _fit_score_spatial(acts, maps, data.alive, fit, test, ridge)
-            control = _fit_score_spatial(acts, cmaps, data.alive, fit, test, ridge)[0]
+            fixed = np.array_equal(cmaps, maps)  # the target is at the same cells on every level: no control task
+            if fixed:
+                nan = np.full_like(main.num, np.nan)
+                control = _Held(nan, nan, main.metric)
+            else:
+                control = _fit_score_spatial(acts, cmaps, data.alive, fit, test, ridge)[0]
             rand = rand_c = None
             if same:
                 rand, rand_c = main, control
             elif random_acts is not None:
                 rand = _fit_score_spatial(random_acts, maps, data.alive, fit, test, ridge)[0]
-                rand_c = _fit_score_spatial(random_acts, cmaps, data.alive, fit, test, ridge)[0]
+                rand_c = control if fixed else _fit_score_spatial(random_acts, cmaps, data.alive, fit, test, ridge)[0]
             record(label, "spatial", main, control, rand, rand_c, n_fit, n_test, chance)
             if wb is not None:
                 weights.append(ProbeWeights(layer, label, wb[0].astype(np.float32), wb[1]))

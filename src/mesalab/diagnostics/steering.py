@@ -32,6 +32,7 @@ from mesalab.tasks.oracle import UNREACHABLE, distances_from, terminal_cells
 
 N_BOOT = 1000
 RETARGET_STRENGTH = 2.0
+RETARGET_STRENGTHS = (2.0, 5.0, 10.0)  # what `mesalab probe` writes: Mini et al. needed large edits to retarget
 MIN_RETARGET_DISTANCE = 2  # the chosen cell is at least this many steps from the start
 
 
@@ -200,22 +201,20 @@ class RetargetResult(NamedTuple):
     ci: tuple[float, float]
 
 
-RETARGET_DIRECTIONS = ("probe", "random", "none")
-
-
 def retarget_reach(task, model, params: EnvParams, key, layer: str, frame: Frame, direction: np.ndarray,
-                   norm: float, greedy: bool = False, ticks=None, obs_mode=None):
-    """``(reached bool[n, 3], valid bool[n])``: did the agent reach the chosen cell of each level with, in the order
-    of :data:`RETARGET_DIRECTIONS`, ``norm * direction`` (unit), a random unit direction per level times ``norm``,
-    and nothing added at that cell of the layer's map? The chosen cell is one the agent's own episode (same key, no
-    write) does not visit, so with no write the rate is 0 by construction (read off that own episode)."""
+                   norms, greedy: bool = False, ticks=None, obs_mode=None):
+    """``(reached bool[n, M, 2], own bool[n], valid bool[n])``: did the agent reach the chosen cell of each level
+    with ``norms[m] * direction`` (unit) or a random unit direction per level times ``norms[m]`` (``[..., 0]`` and
+    ``[..., 1]``) added at that cell of the layer's map, and (``own``) with nothing added? The chosen cell is one
+    the agent's own episode (same key, no write) does not visit, so with no write the rate is 0 by construction
+    (read off that own episode)."""
     out = _retarget_jit(task, obs_mode or task.obs_mode, layer, frame, bool(greedy), ticks, model, params,
-                        jnp.asarray(direction, jnp.float32), jnp.float32(norm), key)
+                        jnp.asarray(direction, jnp.float32), jnp.asarray(np.atleast_1d(norms), jnp.float32), key)
     return tuple(np.asarray(x) for x in out)
 
 
 @eqx.filter_jit
-def _retarget_jit(task, mode, layer, frame, greedy, ticks, model, params, direction, norm, key):
+def _retarget_jit(task, mode, layer, frame, greedy, ticks, model, params, direction, norms, key):
     env = task.env_for(mode)
     n = params.grid.shape[0]
     kc, kd, kr = jax.random.split(key, 3)
@@ -231,7 +230,8 @@ def _retarget_jit(task, mode, layer, frame, greedy, ticks, model, params, direct
         visited = jnp.zeros(grid_shape, bool).at[own[:, 0], own[:, 1]].max(alive)
         cell, valid = retarget_cell(params, level, visited, kcell)
         u = jax.random.normal(kdir, direction.shape)
-        vecs = norm * jnp.stack([direction / jnp.maximum(jnp.linalg.norm(direction), 1e-12), u / jnp.linalg.norm(u)])
+        units = jnp.stack([direction / jnp.maximum(jnp.linalg.norm(direction), 1e-12), u / jnp.linalg.norm(u)])
+        vecs = norms[:, None, None] * units[None]  # [M, 2, F]
 
         def written(vec):
             def at(state):
@@ -240,7 +240,8 @@ def _retarget_jit(task, mode, layer, frame, greedy, ticks, model, params, direct
 
             return reached(*_rollout(env, model, params, level, kk, task.max_steps, greedy, ticks, at), cell)
 
-        return jnp.concatenate([jax.vmap(written)(vecs), reached(own, own_len, cell)[None]]), valid
+        hits = jax.vmap(written)(vecs.reshape(-1, vecs.shape[-1])).reshape(vecs.shape[:2])
+        return hits, reached(own, own_len, cell), valid
 
     return jax.vmap(one)(jnp.arange(n, dtype=jnp.int32), jax.random.split(kc, n), jax.random.split(kr, n),
                          jax.random.split(kd, n))
@@ -258,19 +259,25 @@ def projection_gap(acts: np.ndarray, maps: np.ndarray, alive: np.ndarray, direct
 
 
 def retargeting(task, model, pools: dict, key, layer: str, probe: str, frame: Frame, direction: np.ndarray,
-                gap: float, strength: float = RETARGET_STRENGTH, greedy: bool = False, ticks=None, obs_mode=None):
-    """Reach rates of the chosen cells with the probe's direction written there, a random direction of the same
-    norm, and no write, on every split of ``pools`` (the same chosen cells and keys for the three)."""
-    norm = float(abs(strength * gap)) if np.isfinite(gap) else 0.0
+                gap: float, strength=RETARGET_STRENGTH, greedy: bool = False, ticks=None, obs_mode=None):
+    """Reach rates of the chosen cells with the probe's direction written there (scaled to ``strength`` times the
+    probe's projection gap; one strength or several, played in one program), a random direction of the same
+    norm, and no write, on every split of ``pools`` (the same chosen cells and keys for all)."""
+    strengths = [float(x) for x in np.atleast_1d(strength)]
+    norms = [float(abs(x * gap)) if np.isfinite(gap) else 0.0 for x in strengths]
     sign = 1.0 if not np.isfinite(gap) or gap >= 0 else -1.0
     out = []
+
+    def row(split, name, st, norm, hit, valid):
+        r, n = int((hit & valid).sum()), int(valid.sum())
+        return RetargetResult(layer, probe, split, name, st, norm, r, n, r / n if n else float("nan"),
+                              wilson_interval(r, n) if n else (float("nan"), float("nan")))
+
     for split, params in pools.items():
-        reached, valid = retarget_reach(task, model, params, key, layer, frame, sign * direction, norm, greedy, ticks,
-                                        obs_mode)
-        n = int(valid.sum())
-        for j, name in enumerate(RETARGET_DIRECTIONS):
-            r = int((reached[:, j] & valid).sum())
-            out.append(RetargetResult(layer, probe, split, name, float(strength), norm if name != "none" else 0.0, r,
-                                      n, r / n if n else float("nan"),
-                                      wilson_interval(r, n) if n else (float("nan"), float("nan"))))
+        hits, own, valid = retarget_reach(task, model, params, key, layer, frame, sign * direction, norms, greedy,
+                                          ticks, obs_mode)
+        for m, (st, norm) in enumerate(zip(strengths, norms)):
+            out.append(row(split, "probe", st, norm, hits[:, m, 0], valid))
+            out.append(row(split, "random", st, norm, hits[:, m, 1], valid))
+            out.append(row(split, "none", st, 0.0, own, valid))
     return out

@@ -75,18 +75,18 @@ def steering_bars(summary, objectives: list[str], path: Path) -> Path:
 
 def retargeting_bars(summary, path: Path) -> Path:
     """Share of test levels where the agent reaches the chosen cell with the base objective's probe direction
-    written there, a random direction of the same norm, and no write, per spatial layer."""
-    layers = list(dict.fromkeys(r.layer for r in summary.retargeting if r.split == "test"))
+    written there, a random direction of the same norm, and no write, per spatial layer and strength."""
+    groups = list(dict.fromkeys((r.layer, r.strength) for r in summary.retargeting if r.split == "test"))
     dirs = ("probe", "random", "none")
-    fig, ax = plt.subplots(figsize=(2 + 1.3 * len(layers), 3.2))
+    fig, ax = plt.subplots(figsize=(2 + 0.9 * len(groups), 3.2))
     width = 0.26
     for k, d in enumerate(dirs):
-        rows = [summary.retarget(layer, d) for layer in layers]
-        xs = [i + (k - 1) * width for i in range(len(layers))]
+        rows = [summary.retarget(layer, d, strength=st) for layer, st in groups]
+        xs = [i + (k - 1) * width for i in range(len(groups))]
         ax.bar(xs, [r.rate.mean if r else np.nan for r in rows], width,
                yerr=np.array([_err(r.rate) if r else (0, 0) for r in rows]).T, capsize=2,
                label={"probe": "probe direction", "random": "random direction, same norm", "none": "no write"}[d])
-    ax.set_xticks(range(len(layers)), layers, fontsize=7)
+    ax.set_xticks(range(len(groups)), [f"{layer}\nx{st:g}" for layer, st in groups], fontsize=7)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("reached the chosen cell")
     ax.legend(fontsize=6.5)
@@ -113,8 +113,9 @@ def internals_section(task, summary, fig_dir: Path) -> tuple[dict | None, list]:
                                                                              fig_dir / "internals_steering.png")))
     if summary.retargeting:
         figs.append(("Retargeting", f"A cell the agent's own episode never visits is chosen per level; the base "
-                     f"objective's spatial probe direction, scaled to {st.get('strength', 2)} x the probe's "
-                     "target-vs-elsewhere projection gap, is added at that cell of the layer at every step. Bars: "
+                     f"objective's spatial probe direction, scaled to "
+                     f"{', '.join(f'{x:g}' for x in st.get('strengths', [2.0]))} x the probe's "
+                     "target-vs-elsewhere projection gap (x labels), is added at that cell of the layer at every step. Bars: "
                      "share of test levels where the agent then steps on the chosen cell; 95% intervals.",
                      retargeting_bars(summary, fig_dir / "internals_retargeting.png")))
     rows = [{"layer": p.layer, "label": p.label, "metric": p.metric, "value": p.value.text(), "control": f"{p.control:.2f}",

@@ -4,7 +4,7 @@ control tasks and a random-initialised baseline, steering vectors, retargeting.
 
 It writes into the run folder it reads, next to the run's own files::
 
-    probes.json          what was asked: layers, levels, steps, strength, seeds, versions (written first)
+    probes.json          what was asked: layers, levels, steps, strengths, seeds, versions (written first)
     probes.duckdb        probe scores, steering effects, retargeting rates (tables: PROBE_SCHEMA), one seed per commit
     probes/seed-S.npz    the activation dataset of seed S: observations, exact labels and every probed layer's
                          activations (float16) on the probe levels, for analysis elsewhere (see docs/probes.md)
@@ -31,7 +31,7 @@ from mesalab.studies.engine import Batch, default_workers
 DEFAULT_LEVELS = 500  # held-out levels per split
 MAX_LEVELS = 20_000
 MAX_STEPS = 64
-STORED = ("layers", "levels", "steps", "strength", "level_seed", "greedy")
+STORED = ("layers", "levels", "steps", "strengths", "level_seed", "greedy")
 
 
 class ProbeStudy(Study):
@@ -58,7 +58,7 @@ class ProbeStudy(Study):
         """``name``: the run folder. Every input checked (one-line errors) before anything is written."""
         from mesalab.diagnostics.activations import activation_shapes
         from mesalab.diagnostics.mesa_objective import check_layers
-        from mesalab.diagnostics.steering import RETARGET_STRENGTH
+        from mesalab.diagnostics.steering import RETARGET_STRENGTHS
         from mesalab.optimizers import PPOConfig, init_model
         from mesalab.studies.gridworld_run import load_run_config
         from mesalab.tasks import get_task
@@ -92,7 +92,7 @@ class ProbeStudy(Study):
         except ValueError as e:
             raise ConfigError(f"--layer: {e}") from None
         ev = meta.get("eval", {})
-        stored = {"layers": layers, "levels": int(levels), "steps": int(steps), "strength": RETARGET_STRENGTH,
+        stored = {"layers": layers, "levels": int(levels), "steps": int(steps), "strengths": list(RETARGET_STRENGTHS),
                   "level_seed": int(ev.get("level_seed", 0)), "greedy": bool(ev.get("greedy", False))}
         return {"name": str(run_dir), "run_dir": str(run_dir), "task": meta["task"], "ppo": meta["ppo"], "seeds": seeds,
                 "stored": stored, "replace": bool(options.replace), "workers": options.workers,
@@ -207,7 +207,7 @@ def probe_seed(spec: dict, seed: int) -> tuple[int, dict, dict]:
     pools = {s: take_levels(evaluation_levels(task, s, n_pool, spec["level_seed"]), jnp.arange(spec["levels"]))
              for s in task.splits}
     res = probe_model(task, model, random_model, pools, jax.random.fold_in(jax.random.key(seed), 11), spec["layers"],
-                      spec["steps"], spec["greedy"], None, spec["strength"], seed=seed)
+                      spec["steps"], spec["greedy"], None, tuple(spec["strengths"]), seed=seed)
     rows = {
         "activation_probes": [(seed, s.layer, s.label, s.kind, s.metric, s.value, *s.ci, s.control, s.selectivity,
                                *s.selectivity_ci, s.random_init, s.random_selectivity, s.chance, s.n_fit, s.n_test)
