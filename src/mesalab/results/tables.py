@@ -141,7 +141,7 @@ STEERING_EFFECTS = _t("steering_effects", "seed INTEGER, layer VARCHAR, vector_o
                       ("seed", "layer", "vector_of", "split", "objective"))
 RETARGETING = _t("retargeting", "seed INTEGER, layer VARCHAR, probe VARCHAR, split VARCHAR, direction VARCHAR, "
                  "strength DOUBLE, norm DOUBLE, reached INTEGER, n_levels INTEGER, rate DOUBLE, ci_low DOUBLE, "
-                 "ci_high DOUBLE", ("seed", "layer", "split", "direction"))
+                 "ci_high DOUBLE", ("seed", "layer", "split", "direction", "strength"))
 PROBE_SCHEMA = Schema("probe", (PROBE_SEEDS, ACTIVATION_PROBES, STEERING_EFFECTS, RETARGETING))
 
 # -- a sweep of cells (every kind of cell: PPO, ICL, ...) --------------------------------------------------------
