@@ -77,6 +77,19 @@ def default_workers(n_batches: int) -> int:
     return max(1, min(len(available_cores()), n_batches))
 
 
+def seed_groups(todo: list, workers: int | None) -> list[list[int]]:
+    """The seeds still to do, split over ``workers`` (``None``: :func:`default_workers`; 0: one group, in
+    process) into contiguous groups, one batch per worker."""
+    if not todo:
+        return []
+    workers = default_workers(len(todo)) if workers is None else workers
+    if workers == 0:
+        return [[int(s) for s in todo]]
+    import numpy as np
+
+    return [[int(s) for s in g] for g in np.array_split(np.asarray(todo), min(workers, len(todo)))]
+
+
 def _report_job(q, key, job: Callable) -> None:
     """In a worker: run ``job(progress)``, sending ``("progress", key, n)`` whenever ``progress(n)`` is called with
     a new n, then ``("result", key, value)`` or ``("error", key, one-line message)``."""

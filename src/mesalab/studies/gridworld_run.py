@@ -20,8 +20,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from mesalab.eval_plan import EvalPlan
 from mesalab.errors import ConfigError, CorruptRunError
 from mesalab.results.folder import RunFolder, folder_meta
@@ -33,7 +31,7 @@ from mesalab.results.tables import (BEHAVIORAL_OBJECTIVES, CANDIDATE_LIKELIHOODS
 from mesalab.results.tables import EVENT_RATES
 from mesalab.studies import register
 from mesalab.studies.contract import Listing, Options, SeedRun, task_plugins
-from mesalab.studies.engine import Batch, default_workers
+from mesalab.studies.engine import Batch, default_workers, seed_groups
 from mesalab.studies.settings import ppo_config
 
 N_DRAWN_LEVELS = 4
@@ -85,12 +83,9 @@ class GridworldRun(SeedRun):
     def plan(self, settings: dict, done: set) -> list[Batch]:
         from mesalab.optimizers import PPOConfig
 
-        todo = [s for s in settings["seeds"] if s not in done]
-        if not todo:
+        groups = seed_groups([s for s in settings["seeds"] if s not in done], settings["workers"])
+        if not groups:
             return []
-        workers = default_workers(len(todo)) if settings["workers"] is None else settings["workers"]
-        groups = [todo] if workers == 0 else [[int(s) for s in g] for g in
-                                              np.array_split(np.asarray(todo), min(workers, len(todo)))]
         units = PPOConfig(**settings["ppo"]).num_updates
         spec = {k: settings.get(k) for k in ("task", "ppo", "eval", "created", "versions")}
         return [Batch(f"seeds {g[0]}-{g[-1]}", tuple(g), spec, units) for g in groups]

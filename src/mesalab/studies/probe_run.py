@@ -26,7 +26,7 @@ from mesalab.results.folder import RunFolder, folder_meta
 from mesalab.results.tables import PROBE_SCHEMA
 from mesalab.studies import register
 from mesalab.studies.contract import Options, Study
-from mesalab.studies.engine import Batch, default_workers
+from mesalab.studies.engine import Batch, seed_groups
 
 DEFAULT_LEVELS = 500  # held-out levels per split
 MAX_LEVELS = 20_000
@@ -138,13 +138,10 @@ class ProbeStudy(Study):
         return len(settings["seeds"])
 
     def plan(self, settings: dict, done: set) -> list[Batch]:
-        todo = [s for s in settings["seeds"] if s not in done]
-        if not todo:
+        groups = seed_groups([s for s in settings["seeds"] if s not in done], settings["workers"])
+        if not groups:
             return []
-        workers = default_workers(len(todo)) if settings["workers"] is None else settings["workers"]
-        groups = [todo] if workers == 0 else [[int(s) for s in g] for g in
-                                              np.array_split(np.asarray(todo), min(workers, len(todo)))]
-        spec = {k: settings[k] for k in ("run_dir", "task", "ppo", "created", *STORED)}
+        spec = {k: settings[k] for k in ("run_dir", "task", "ppo", "created", "level_pool", *STORED)}
         return [Batch(f"seeds {g[0]}-{g[-1]}", tuple(g), spec, len(g)) for g in groups]
 
     def measure(self, batch: Batch, progress=None) -> dict:
