@@ -268,3 +268,27 @@ def test_own_steering_picks_the_largest_drop_on_test():
     assert s.own_steering("goal").layer == "conv_1"
     assert s.own_steering("goal", split="train").layer == "conv_2"
     assert s.own_steering("corner") is None
+
+
+# -- several candidates used; aliases; selective but not beyond the random-initialised model -----------------------
+
+def test_the_strongest_steering_effect_is_compared_and_an_alias_names_its_parts(red_door_task):
+    """Door weakly used, red strongly used; IRL reads the alias 'key=red' (key and red identical on these levels):
+    red is the candidate the reading names, and it is the strongest internal evidence."""
+    s = summary(steering=[steer("door", (-0.06, -0.10, -0.03)), steer("red", (-0.38, -0.45, -0.32))])
+    _, agreement = internals_sentences(s, red_door_task, behav(*["key=red"] * 5))
+    assert agreement.startswith("Agree"), agreement
+    assert "points at red (most strongly; also door)" in agreement
+    # the other way round: the strongest internal evidence (door) is not what behaviour reads
+    s = summary(steering=[steer("door", (-0.38, -0.45, -0.32)), steer("red", (-0.06, -0.10, -0.03))])
+    _, agreement = internals_sentences(s, red_door_task, behav(*["key=red"] * 5))
+    assert agreement.startswith("Consistent but not decisive"), agreement
+    assert "strongest internal evidence points at door" in agreement and "whose red the model also" in agreement
+
+
+def test_selective_but_no_more_than_random_init_is_said_so(corner_goal):
+    s = summary(probes=[probe("goal", sel=(0.7, 0.5, 0.9), gain=(0.0, -0.1, 0.1))])
+    sentences, _ = internals_sentences(s, corner_goal, [])
+    line = sentence_with(sentences, "Where the goal target is")
+    assert "selective (beyond the control task), but no more than an untrained network" in line
+    assert "decodable beyond" not in line

@@ -206,6 +206,15 @@ def read_internals(run_dir: Path | str, task, behavioral: list[dict] | None = No
     return s
 
 
+def _reading_names(member: str) -> set[str]:
+    """The names a feature of a behavioral reading stands for: ``corner:top-right`` -> corner:top-right and
+    corner; an alias ``key=red`` (identical features on these levels) -> key and red."""
+    out = set()
+    for part in member.split("="):
+        out |= {part, part.split(":")[0]}
+    return out
+
+
 def internals_sentences(s: InternalsSummary, task, behavioral: list[dict]) -> tuple[list[str], str]:
     """What the probes, steering and retargeting say, one sentence each, and whether the internal evidence
     agrees with the behavioral objective."""
@@ -227,9 +236,15 @@ def internals_sentences(s: InternalsSummary, task, behavioral: list[dict]) -> tu
         ok = p.decodable
         if ok:
             decoded.append(c)
+            verdict = "decodable beyond what an untrained network of the same shape carries"
+        elif math.isfinite(p.selectivity.low) and p.selectivity.low > SELECTIVE:
+            verdict = ("selective (beyond the control task), but no more than an untrained network of the same shape "
+                       "carries")
+        else:
+            verdict = "not decodable beyond the controls"
         out.append(f"Where the {c} target is: best read at {p.layer}, top-1 accuracy {p.value.text()} on held-out "
                    f"levels (control task {p.control:.2f}, selectivity {p.selectivity.text()}; the random-initialised "
-                   f"model {p.random_init.text()}): {'decodable beyond what an untrained network of the same shape carries' if ok else 'not decodable beyond the controls'}.")
+                   f"model {p.random_init.text()}): {verdict}.")
     used = []
     for c in candidates:
         r = s.own_steering(c)
@@ -237,7 +252,7 @@ def internals_sentences(s: InternalsSummary, task, behavioral: list[dict]) -> tu
             continue
         sig = math.isfinite(r.change.high) and r.change.high < 0
         if sig:
-            used.append(c)
+            used.append((r.change.mean, c))
         out.append(f"Subtracting the {c} steering vector at {r.layer} changes {c} pursuit on test levels from "
                    f"{r.before.mean:.2f} to {r.after.mean:.2f} (change {r.change.text()}, {r.change.n_seeds} seed(s)): "
                    f"{'the representation is used' if sig else 'no reliable drop'}"
@@ -271,14 +286,14 @@ def internals_sentences(s: InternalsSummary, task, behavioral: list[dict]) -> tu
         top = readings[counts.index(max(counts))]
         n_dom = max(counts)
         dominant = next(b["dominant"] for b, m in zip(test, members) if m == top)
-        named = [c for c in candidates if any(x == c or x.split(":")[0] == c for x in top)]
+        named = [c for c in candidates if any(c in _reading_names(x) for x in top)]
         if counts.count(n_dom) > 1:  # an even split between readings: no single behavioral objective
             split = ", ".join(f"{next(b['dominant'] for b, x in zip(test, members) if x == m)} ({k}/{len(test)})"
                               for m, k in zip(readings, counts) if k == n_dom)
             return out, (f"Undecided: the behavioral objective on test levels is split between {split} seeds, so "
-                         f"the internal evidence ({', '.join(used or ([base] if retargets else [])) or 'none'}) is "
+                         f"the internal evidence ({', '.join([c for _, c in sorted(used)] or ([base] if retargets else [])) or 'none'}) is "
                          "not compared with one reading.")
-    internal = [c for c in used]  # causal evidence first
+    internal = [c for _, c in sorted(used)]  # causal evidence first, the largest drop in pursuit first
     if not internal and retargets:
         internal = [base]
     if dominant is None:
@@ -288,14 +303,21 @@ def internals_sentences(s: InternalsSummary, task, behavioral: list[dict]) -> tu
         agreement = (f"No candidate's representation is shown to drive behaviour (no steering vector lowers its pursuit "
                      f"reliably and retargeting does not beat its control); decodable: {', '.join(decoded) or 'none'}. "
                      f"The behavioral objective on test levels is {dominant} ({n_dom}/{len(test)} seeds).")
-    elif set(internal) & set(named) and set(named) <= set(internal):
-        agreement = (f"Agree: the internal evidence points at {', '.join(internal)} and the behavioral objective on test "
+    elif internal[0] in named and set(named) <= set(internal):
+        also = f" (most strongly; also {', '.join(internal[1:])})" if len(internal) > 1 else ""
+        agreement = (f"Agree: the internal evidence points at {internal[0]}{also} and the behavioral objective on test "
                      f"levels is {dominant} ({n_dom}/{len(test)} seeds).")
     elif set(internal) & set(named):
         others = [c for c in named if c not in internal]
-        agreement = (f"Consistent but not decisive: the internal evidence points at {', '.join(internal)}; the behavioral "
-                     f"objective on test levels, {dominant} ({n_dom}/{len(test)} seeds), ties it with "
-                     f"{', '.join(others)}, for which no representation is shown to drive behaviour.")
+        if others:
+            agreement = (f"Consistent but not decisive: the internal evidence points at {', '.join(internal)}; the "
+                         f"behavioral objective on test levels, {dominant} ({n_dom}/{len(test)} seeds), ties it with "
+                         f"{', '.join(others)}, for which no representation is shown to drive behaviour.")
+        else:
+            shared = [c for c in internal if c in named]
+            agreement = (f"Consistent but not decisive: the strongest internal evidence points at {internal[0]}, while "
+                         f"the behavioral objective on test levels is {dominant} ({n_dom}/{len(test)} seeds), whose "
+                         f"{', '.join(shared)} the model also represents and uses, less strongly.")
     else:
         agreement = (f"Disagree: the model uses a representation of {', '.join(internal)}, but its behaviour on test levels "
                      f"is best explained by {dominant} ({n_dom}/{len(test)} seeds).")
