@@ -292,3 +292,10 @@ def test_selective_but_no_more_than_random_init_is_said_so(corner_goal):
     line = sentence_with(sentences, "Where the goal target is")
     assert "selective (beyond the control task), but no more than an untrained network" in line
     assert "decodable beyond" not in line
+
+
+def test_best_probe_prefers_a_layer_decodable_beyond_random_init():
+    """conv_0 is slightly more selective but no better than random-init; conv_1 beats both controls."""
+    s = summary(probes=[probe("door", layer="conv_0", sel=(0.71, 0.52, 0.89), gain=(0.0, -0.1, 0.1)),
+                        probe("door", layer="conv_1", sel=(0.67, 0.6, 0.75), gain=(0.29, 0.2, 0.4))])
+    assert s.best_probe("target:door").layer == "conv_1"

@@ -117,11 +117,12 @@ class InternalsSummary:
     agreement: str = ""
 
     def best_probe(self, label: str) -> ProbeRow | None:
-        """The non-input layer where ``label`` is most selective (a target with no control task: most accurate)."""
+        """The non-input layer where ``label`` is decodable (beyond the control task and the random-initialised
+        model) and most selective; none decodable: the most selective (no control task: the most accurate)."""
         rows = [p for p in self.probes if p.label == label and p.layer != "input"]
         with_control = [p for p in rows if math.isfinite(p.selectivity.mean)]
-        if with_control:
-            return max(with_control, key=lambda p: p.selectivity.mean)
+        if with_control:  # a layer where it is decodable beyond both controls first, then the most selective
+            return max(with_control, key=lambda p: (p.decodable, p.selectivity.mean))
         return max((p for p in rows if math.isfinite(p.value.mean)), key=lambda p: p.value.mean, default=None)
 
     def own_steering(self, candidate: str, split: str = "test") -> SteerRow | None:
