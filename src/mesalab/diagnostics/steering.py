@@ -27,7 +27,7 @@ from mesalab.diagnostics.activations import Frame, cell_in_frame, initial_carry,
 from mesalab.diagnostics.competence import EFFICIENCY_FACTOR, NEVER
 from mesalab.diagnostics.evaluation import reach_and_shortest
 from mesalab.diagnostics.stats import wilson_interval
-from mesalab.tasks.grid import POOL_SCALARS, WALL_CHANNEL, EnvParams, EnvState, object_cells, take_levels
+from mesalab.tasks.grid import WALL_CHANNEL, EnvParams, EnvState, join_pools, object_cells, take_levels
 from mesalab.tasks.oracle import UNREACHABLE, distances_from, terminal_cells
 
 N_BOOT = 1000
@@ -84,14 +84,6 @@ class SteeringEffect(NamedTuple):
     change: float
     change_ci: tuple[float, float]
     n_levels: int
-
-
-def join_pools(pools: list[EnvParams]) -> EnvParams:
-    """One pool holding the levels of ``pools`` in order (the same task, so the same grid shape), every entry in
-    use."""
-    first = pools[0]
-    per_level = {f: jnp.concatenate([getattr(p, f) for p in pools], 0) for f in first._fields if f not in POOL_SCALARS}
-    return first._replace(**per_level, n_levels=jnp.int32(per_level["start"].shape[0]), level_offset=jnp.int32(0))
 
 
 def steering_rates(task, model, params: EnvParams, key, layer: str, objective, objectives, coef: float = 1.0,
@@ -202,19 +194,19 @@ class RetargetResult(NamedTuple):
 
 
 def retarget_reach(task, model, params: EnvParams, key, layer: str, frame: Frame, direction: np.ndarray,
-                   norms, greedy: bool = False, ticks=None, obs_mode=None):
-    """``(reached bool[n, M, 2], own bool[n], valid bool[n])``: did the agent reach the chosen cell of each level
-    with ``norms[m] * direction`` (unit) or a random unit direction per level times ``norms[m]`` (``[..., 0]`` and
-    ``[..., 1]``) added at that cell of the layer's map, and (``own``) with nothing added? The chosen cell is one
+                   norm: float, greedy: bool = False, ticks=None, obs_mode=None):
+    """``(reached bool[n, 2], own bool[n], valid bool[n])``: did the agent reach the chosen cell of each level
+    with ``norm * direction`` (unit) or a random unit direction per level times ``norm`` (``[:, 0]`` and
+    ``[:, 1]``) added at that cell of the layer's map, and (``own``) with nothing added? The chosen cell is one
     the agent's own episode (same key, no write) does not visit, so with no write the rate is 0 by construction
     (read off that own episode)."""
     out = _retarget_jit(task, obs_mode or task.obs_mode, layer, frame, bool(greedy), ticks, model, params,
-                        jnp.asarray(direction, jnp.float32), jnp.asarray(np.atleast_1d(norms), jnp.float32), key)
+                        jnp.asarray(direction, jnp.float32), jnp.float32(norm), key)
     return tuple(np.asarray(x) for x in out)
 
 
 @eqx.filter_jit
-def _retarget_jit(task, mode, layer, frame, greedy, ticks, model, params, direction, norms, key):
+def _retarget_jit(task, mode, layer, frame, greedy, ticks, model, params, direction, norm, key):
     env = task.env_for(mode)
     n = params.grid.shape[0]
     kc, kd, kr = jax.random.split(key, 3)
@@ -231,7 +223,7 @@ def _retarget_jit(task, mode, layer, frame, greedy, ticks, model, params, direct
         cell, valid = retarget_cell(params, level, visited, kcell)
         u = jax.random.normal(kdir, direction.shape)
         units = jnp.stack([direction / jnp.maximum(jnp.linalg.norm(direction), 1e-12), u / jnp.linalg.norm(u)])
-        vecs = norms[:, None, None] * units[None]  # [M, 2, F]
+        vecs = norm * units  # [2, F]: the probe direction, a random one
 
         def written(vec):
             def at(state):
@@ -240,8 +232,7 @@ def _retarget_jit(task, mode, layer, frame, greedy, ticks, model, params, direct
 
             return reached(*_rollout(env, model, params, level, kk, task.max_steps, greedy, ticks, at), cell)
 
-        hits = jax.vmap(written)(vecs.reshape(-1, vecs.shape[-1])).reshape(vecs.shape[:2])
-        return hits, reached(own, own_len, cell), valid
+        return jax.vmap(written)(vecs), reached(own, own_len, cell), valid
 
     return jax.vmap(one)(jnp.arange(n, dtype=jnp.int32), jax.random.split(kc, n), jax.random.split(kr, n),
                          jax.random.split(kd, n))
@@ -276,9 +267,9 @@ def retargeting(task, model, pools: dict, key, layer: str, probe: str, frame: Fr
     for split, params in pools.items():
         for st, norm in zip(strengths, norms):  # one strength per call: the same program (vmapping the strengths
             # too measured several times slower on CPU than calling it once per strength)
-            hits, own, valid = retarget_reach(task, model, params, key, layer, frame, sign * direction, [norm],
+            hits, own, valid = retarget_reach(task, model, params, key, layer, frame, sign * direction, norm,
                                               greedy, ticks, obs_mode)
-            out.append(row(split, "probe", st, norm, hits[:, 0, 0], valid))
-            out.append(row(split, "random", st, norm, hits[:, 0, 1], valid))
+            out.append(row(split, "probe", st, norm, hits[:, 0], valid))
+            out.append(row(split, "random", st, norm, hits[:, 1], valid))
             out.append(row(split, "none", st, 0.0, own, valid))
     return out

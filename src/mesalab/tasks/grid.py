@@ -98,6 +98,14 @@ def take_levels(params, idx: jax.Array):
     return params._replace(**per_level, n_levels=jnp.int32(idx.shape[0]), level_offset=jnp.int32(0))
 
 
+
+def join_pools(pools: list):
+    """One pool holding the levels of ``pools`` in order (pools of one task: the same level shapes), every entry in
+    use (any pool type)."""
+    first = pools[0]
+    per_level = {f: jnp.concatenate([getattr(p, f) for p in pools], 0) for f in first._fields if f not in POOL_SCALARS}
+    return first._replace(**per_level, n_levels=jnp.int32(per_level["start"].shape[0]), level_offset=jnp.int32(0))
+
 class EnvState(NamedTuple):
     level: jax.Array  # int32[] index into the pool
     pos: jax.Array  # int32[2]
