@@ -467,7 +467,8 @@ def test_extrapolation_sweep_end_to_end_resumes_and_renders(tmp_path, chromium):
     finally:
         con.close()
     mtime = (out / "sweep.duckdb").stat().st_mtime
-    meta = json.loads((out / "sweep.json").read_text())
+    original = (out / "sweep.json").read_text()
+    meta = json.loads(original)
     # as written before the later config keys existed, by a version that trained as this config does
     for key, before in ADDED_KEYS_AS_BEFORE.items():
         if meta["config"][key] == before:
@@ -486,6 +487,30 @@ def test_extrapolation_sweep_end_to_end_resumes_and_renders(tmp_path, chromium):
     assert "dead-end filling" in (out / "report.html").read_text()
     loaded, total = figures_loaded_in_chromium(out / "report.html", tmp_path, chromium)
     assert loaded == total == 2
+
+    # `mesalab probe` on the sweep folder: which algorithm its networks run, stored beside the sweep and reported
+    (out / "sweep.json").write_text(original)
+    probe = [sys.executable, "-m", "mesalab", "probe", str(out), "--levels", "20", "--sizes", "9", "--max-ticks", "8",
+             "--workers", "0"]
+    res = subprocess.run(probe, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    con = duckdb.connect(str(out / "probes.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM maze_timing").fetchone()[0] == 2 * 2 * 2  # seeds x sources x algorithms
+        ticks = con.execute("SELECT DISTINCT tick FROM maze_probes WHERE source = 'trained' ORDER BY tick").fetchall()
+        assert [t for (t,) in ticks] == [1, 2, 3, 4, 6, 8]  # geometric ticks to 8 and the training ticks
+        assert con.execute("SELECT count(*) FROM maze_probes").fetchone()[0] == 2 * (4 + 6 * 4 * 2)
+    finally:
+        con.close()
+    assert (out / "probes" / "seed-1.npz").exists()
+    html = (out / "report.html").read_text()
+    assert "Inside the network" in html and "9×9 (the training size): Spearman" in html
+    loaded, total = figures_loaded_in_chromium(out / "report.html", tmp_path, chromium)
+    assert loaded == total == 4
+    again = subprocess.run(probe, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "already holds the probes" in again.stderr + again.stdout
+    steps = subprocess.run(probe + ["--steps", "4", "--replace"], capture_output=True, text=True, timeout=600)
+    assert steps.returncode == 2 and "--steps is not used" in steps.stderr + steps.stdout
 
 
 @pytest.mark.slow

@@ -261,19 +261,27 @@ def probe(
     workers: Optional[int] = typer.Option(None, "--workers", help="worker processes (default: one per core on CPU; "
                                           f"0 = in-process; at most {MAX_WORKERS})"),
     replace: bool = typer.Option(False, "--replace", help="recompute the folder's probes (e.g. with other settings)"),
+    sizes: Optional[str] = typer.Option(None, "--sizes", help="extrapolation folders only: maze sizes to probe "
+                                        "(default: the training size and 21)"),
+    max_ticks: Optional[int] = typer.Option(None, "--max-ticks", help="extrapolation folders only: ticks to run "
+                                            "(default: twice what dead-end filling or a wavefront needs)"),
 ) -> None:
     """Look inside the trained models of a run for their mesa-objective: linear probes for every candidate
     target (with control tasks and a random-initialised baseline), steering vectors and retargeting. Writes
-    its probe database and activation datasets into RUN_DIR and adds "Inside the model" to its report."""
+    its probe database and activation datasets into RUN_DIR and adds "Inside the model" to its report.
+    On a `mesalab sweep extrapolation` folder: which maze algorithm the recall networks run (dead-end filling
+    or a wavefront from the ends), from the order of their decisions and probes of their hidden state."""
+    from mesalab.results.folder import folder_meta
     from mesalab.studies import Options, get_study, prepare
 
     _check_run_folder(run_dir)
     _check_count("--workers", workers, 0, MAX_WORKERS)
     for s in seed or []:
         _check_count("--seed", s, 0, MAX_SEED)
-    study = get_study("probe")
+    maze = (folder_meta(run_dir) or {}).get("kind") == "extrapolation"
+    study = get_study("maze-path-probe" if maze else "probe")
     options = Options(layers=layer or None, levels=levels, steps=steps, probe_seeds=seed or None, workers=workers,
-                      replace=replace)
+                      replace=replace, sizes=_parse_sizes(sizes), max_ticks=max_ticks)
     settings, folder = prepare(study, str(run_dir), options, run_dir)
     _work(study, settings, folder, workers)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mesalab.analysis.maze_internals import MazeInternals, read_maze_internals
 from mesalab.diagnostics.stats import bootstrap_mean_ci, wilson_interval
 
 
@@ -25,6 +26,7 @@ class ExtrapolationAnalysis:
     size_points: dict  # "accuracy_at_trained_ticks" / "accuracy_at_best_ticks" -> [(mean, lo, hi) per size]
     size_rows: list  # report table rows, one per size
     sentences: list = field(default_factory=list)  # one finding per size
+    internals: "MazeInternals | None" = None  # `mesalab probe SWEEP_DIR`: which algorithm the networks run
 
 
 def band(values: np.ndarray, n_mazes: int) -> tuple[float, float, float]:
@@ -43,7 +45,8 @@ def analyse_extrapolation(folder) -> ExtrapolationAnalysis:
     trained_ticks, trained_size = int(config["ticks"]), int(config["size"])
     seeds = sorted({r[0] for r in acc})
     sizes = sorted({r[1] for r in acc})
-    a = ExtrapolationAnalysis(folder.path, meta, trained_ticks, trained_size, seeds, sizes, 0, np.array([]), {}, {}, [])
+    a = ExtrapolationAnalysis(folder.path, meta, trained_ticks, trained_size, seeds, sizes, 0, np.array([]), {}, {}, [],
+                              internals=read_maze_internals(folder.path, trained_size))
     if not seeds:
         return a
     a.ticks = np.array(sorted({r[2] for r in acc}))

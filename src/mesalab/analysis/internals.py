@@ -49,7 +49,7 @@ class Estimate:
         return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
-def _over_seeds(rows: list[dict], value: str, low: str | None, high: str | None) -> Estimate:
+def over_seeds(rows: list[dict], value: str, low: str | None, high: str | None) -> Estimate:
     vals = [r[value] for r in rows if r[value] is not None and math.isfinite(r[value])]
     if not vals:
         return Estimate(math.nan, math.nan, math.nan, 0)
@@ -153,7 +153,7 @@ class InternalsSummary:
         return best
 
 
-def _group(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
+def group_rows(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
     out: dict[tuple, list[dict]] = {}
     for r in rows:
         out.setdefault(tuple(r[k] for k in keys), []).append(r)
@@ -173,15 +173,15 @@ def read_internals(run_dir: Path | str, task, behavioral: list[dict] | None = No
     if not t["probe_seeds"]:
         return None
     probes = []
-    for (layer, label), rows in _group(t["activation_probes"], ("layer", "label")).items():
+    for (layer, label), rows in group_rows(t["activation_probes"], ("layer", "label")).items():
         for r in rows:
             r["gain"] = (r["value"] - r["random_init"]) if r["random_init"] is not None else math.nan
         probes.append(ProbeRow(layer, label, rows[0]["kind"], rows[0]["metric"],
-                               _over_seeds(rows, "value", "ci_low", "ci_high"),
-                               _over_seeds(rows, "selectivity", "sel_low", "sel_high"),
-                               _over_seeds(rows, "random_init", None, None),
-                               _over_seeds(rows, "random_selectivity", None, None),
-                               _over_seeds(rows, "gain", None, None),
+                               over_seeds(rows, "value", "ci_low", "ci_high"),
+                               over_seeds(rows, "selectivity", "sel_low", "sel_high"),
+                               over_seeds(rows, "random_init", None, None),
+                               over_seeds(rows, "random_selectivity", None, None),
+                               over_seeds(rows, "gain", None, None),
                                float(sum(r["control"] for r in rows) / len(rows)),
                                float(sum(r["chance"] for r in rows) / len(rows)), int(sum(r["n_test"] for r in rows))))
     for p in probes:  # one seed: the gain's interval is the value's, shifted
@@ -190,14 +190,14 @@ def read_internals(run_dir: Path | str, task, behavioral: list[dict] | None = No
             p.gain = Estimate(p.gain.mean, p.value.low - shift, p.value.high - shift, 1)
         if p.random_selectivity.n_seeds == 1:
             p.random_selectivity = Estimate(p.random_selectivity.mean, math.nan, math.nan, 1)
-    steering = [SteerRow(*k, _over_seeds(rows, "rate_before", None, None), _over_seeds(rows, "rate_after", None, None),
-                         _over_seeds(rows, "change", "ci_low", "ci_high"))
-                for k, rows in _group(t["steering_effects"], ("layer", "vector_of", "split", "objective")).items()]
+    steering = [SteerRow(*k, over_seeds(rows, "rate_before", None, None), over_seeds(rows, "rate_after", None, None),
+                         over_seeds(rows, "change", "ci_low", "ci_high"))
+                for k, rows in group_rows(t["steering_effects"], ("layer", "vector_of", "split", "objective")).items()]
     retargeting = []
-    for (layer, probe, split, direction, strength), rows in _group(t["retargeting"], ("layer", "probe", "split", "direction",
+    for (layer, probe, split, direction, strength), rows in group_rows(t["retargeting"], ("layer", "probe", "split", "direction",
                                                                                     "strength")).items():
         reached, n = sum(r["reached"] for r in rows), sum(r["n_levels"] for r in rows)
-        est = _over_seeds(rows, "rate", "ci_low", "ci_high")
+        est = over_seeds(rows, "rate", "ci_low", "ci_high")
         if est.n_seeds == 1 and not math.isfinite(est.low):
             est = Estimate(est.mean, *wilson_interval(reached, n), 1)
         retargeting.append(RetargetRow(layer, probe, split, direction, float(strength), est, reached, n))

@@ -63,6 +63,12 @@ def build_extrapolation_report(out_dir: Path, analysis) -> Path:
         tables.append({"title": "Accuracy per maze size (mean [95% interval])",
                        "header": ["seeds", f"at {trained_ticks} ticks", "best ticks (per seed)", "at best ticks",
                                   "gain from extra ticks"], "rows": rows})
+    from mesalab.report.maze_internals import maze_internals_section
+
+    inside, inside_figs, inside_tables = maze_internals_section(a.internals, fig_dir)
+    sentences += inside
+    figs += inside_figs
+    tables += inside_tables
     env = Environment(autoescape=select_autoescape(default=True))
     extra = f"<p class=\"note\"><b>{env.from_string('{{ s }}').render(s=READING)}</b></p>"
     expected = len(meta.get("seeds", []))

@@ -168,6 +168,21 @@ THINKING_SUMMARY = _t("thinking_summary", "cell_id VARCHAR, size INTEGER, n_maze
                       "gain DOUBLE, gain_ci_low DOUBLE, gain_ci_high DOUBLE", ("cell_id", "size"))
 EXTRAPOLATION_SCHEMA = Schema("extrapolation", (CELLS, CELL_CURVES, THINKING_ACCURACY, THINKING_SUMMARY))
 
+# -- maze-path internals of an extrapolation sweep's networks (``mesalab probe SWEEP_DIR``; probes.duckdb there) ----
+MAZE_PROBE_SEEDS = _t("maze_probe_seeds", "seed INTEGER, sizes JSON, n_mazes INTEGER, ticks JSON, dataset VARCHAR, "
+                      "created VARCHAR", ("seed",))
+MAZE_PROBES = _t("maze_probes", "seed INTEGER, size INTEGER, tick INTEGER, source VARCHAR, label VARCHAR, "
+                 "metric VARCHAR, value DOUBLE, ci_low DOUBLE, ci_high DOUBLE, control DOUBLE, selectivity DOUBLE, "
+                 "sel_low DOUBLE, sel_high DOUBLE, chance DOUBLE, n_fit INTEGER, n_test INTEGER",
+                 ("seed", "size", "tick", "source", "label"))
+MAZE_TIMING = _t("maze_timing", "seed INTEGER, size INTEGER, source VARCHAR, algorithm VARCHAR, rho DOUBLE, "
+                 "ci_low DOUBLE, ci_high DOUBLE, margin DOUBLE, margin_low DOUBLE, margin_high DOUBLE, slope DOUBLE, "
+                 "n_mazes INTEGER, n_cells INTEGER, settled DOUBLE, path_on DOUBLE, solved DOUBLE, ticks INTEGER",
+                 ("seed", "size", "source", "algorithm"))
+MAZE_TIMING_CURVE = _t("maze_timing_curve", "seed INTEGER, size INTEGER, algorithm VARCHAR, predicted INTEGER, "
+                       "mean_tick DOUBLE, n_cells INTEGER", ("seed", "size", "algorithm", "predicted"))
+MAZE_PROBE_SCHEMA = Schema("maze-probe", (MAZE_PROBE_SEEDS, MAZE_PROBES, MAZE_TIMING, MAZE_TIMING_CURVE))
+
 # -- an icl-gd run ------------------------------------------------------------------------------------------------
 ICL_RUNS = _t("runs", "seed INTEGER, task VARCHAR, config JSON, versions JSON, created VARCHAR")
 ICL_TRAINING = _t("icl_training", "seed INTEGER, step INTEGER, loss DOUBLE")

@@ -164,7 +164,8 @@ class Extrapolation(Study):
     def summary(self, analysis) -> list:
         from mesalab.report.terminal import sentences_summary
 
-        return sentences_summary(analysis.sentences, Path(analysis.path) / "report.html")
+        inside = analysis.internals.sentences if analysis.internals is not None else []
+        return sentences_summary(analysis.sentences + inside, Path(analysis.path) / "report.html")
 
 
 EXTRAPOLATION = register(Extrapolation())

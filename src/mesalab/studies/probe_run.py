@@ -37,7 +37,7 @@ STORED = ("layers", "levels", "steps", "strengths", "level_seed", "greedy")
 class ProbeStudy(Study):
     kind = "probe"
     command = "probe"
-    options = frozenset({"layers", "levels", "probe_seeds", "steps", "workers", "replace"})
+    options = frozenset({"layers", "levels", "probe_seeds", "steps", "workers", "replace", "sizes", "max_ticks"})
     schema = PROBE_SCHEMA
     meta_name, db_name = "probes.json", "probes.duckdb"
     cell_table, cell_key = "probe_seeds", "seed"
@@ -70,6 +70,10 @@ class ProbeStudy(Study):
         if meta.get("kind", "run") != "run":
             raise ConfigError(f"{run_dir} is a {meta.get('kind')} folder; `mesalab probe` reads the trained models of a "
                               "`mesalab run TASK` folder")
+        for opt in ("sizes", "max_ticks"):
+            if getattr(options, opt) is not None:
+                raise ConfigError(f"--{opt.replace('_', '-')} is only used on `mesalab sweep extrapolation` folders "
+                                  f"(maze-path networks); drop it for the run folder {run_dir}")
         levels = DEFAULT_LEVELS if options.levels is None else options.levels
         if not 20 <= levels <= MAX_LEVELS:
             raise ConfigError(f"--levels must be at least 20 and at most {MAX_LEVELS}, got {levels}")
