@@ -524,3 +524,71 @@ def test_subtracting_the_goal_vector_stops_the_planted_reader(pool):
     np.testing.assert_array_equal(after[:, 0], expected)
     assert door.rate_after == pytest.approx(np.mean(expected)) and door.rate_after <= 0.3
     assert door.change <= -0.7 and door.change_ci[1] < 0
+
+
+# -- 5. probe metrics of a sweep cell ------------------------------------------------------------------------------
+
+def test_sweep_probe_metrics_read_the_planted_channel(pool):
+    """``probe/L/...`` (a sweep cell's probe metrics): the planted door channel is found at its best layer, beside
+    the control network; red (never the door on the test split) is not."""
+    from mesalab.diagnostics.mesa_objective import probe_metrics
+    from mesalab.tasks.grid import take_levels
+
+    task = get_task("red-door").with_obs_mode("lean")
+    levels = take_levels(pool, jnp.arange(40))
+    m = probe_metrics(task, planted(task), planted(task, plant=False), levels, jax.random.key(2), steps=8)
+    assert m["probe/target:door/value"] >= 0.99, m
+    assert m["probe/target:door/selectivity"] >= 0.9 and m["probe/target:door/gain_over_random"] >= 0.8, m
+    assert abs(m["probe/target:red/selectivity"]) <= 0.1, m
+    assert {k.rsplit("/", 1)[1] for k in m} == {"selectivity", "value", "gain_over_random"}
+
+
+@pytest.mark.slow
+def test_a_user_preset_sweeps_probe_selectivity(tmp_path):
+    """A TOML preset with ``[eval] internal_probes`` stores every cell's probe metrics and tests a hypothesis on one."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    path = tmp_path / "probe.toml"
+    path.write_text('''name = "door-representation-channels"
+description = "Is the door's location more decodable with more channels?"
+condition = "Algorithmic range: a richer model class represents more of the task."
+seeds = 2
+[base]
+task = "red-door"
+model = "cnn"
+obs_mode = "lean"
+width = 16
+total_steps = 2048
+num_envs = 8
+rollout_len = 16
+[dial]
+name = "channels"
+values = [4, 8]
+label = "convolution channels"
+[[hypotheses]]
+statement = "door-location selectivity rises with channels"
+metric = "probe/target:door/selectivity"
+direction = 1
+label = "door-location probe selectivity"
+[eval]
+episodes = 40
+irl_levels = 0
+internal_probes = 20
+''')
+    out = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, "-m", "mesalab", "sweep", str(path), "--out", str(out), "--workers", "1"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with duckdb.connect(str(out / "sweep.duckdb"), read_only=True) as db:
+        rows = db.execute("SELECT cell_id, value FROM cell_metrics WHERE metric = 'probe/target:door/selectivity'"
+                          ).fetchall()
+    assert len(rows) == 4 and all(np.isfinite(v) and -1 <= v <= 1 for _, v in rows), rows
+    assert "door-location selectivity rises with channels" in (out / "report.html").read_text()
+    bad = path.read_text().replace("internal_probes = 20", "internal_probes = 5")
+    path.write_text(bad)
+    proc = subprocess.run([sys.executable, "-m", "mesalab", "sweep", str(path), "--out", str(tmp_path / "s2")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "internal_probes" in proc.stderr + proc.stdout

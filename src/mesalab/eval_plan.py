@@ -23,3 +23,4 @@ class EvalPlan:
     drawn_levels: int = 4  # trajectories stored per split and model (for the report)
     test_ticks: tuple[int, ...] = ()  # recurrent models: also tested at these ticks per step (compute scaling)
     probes: bool = True  # also evaluate (and profile) on the task's probe splits (``Task.probes``)
+    internal_probes: int = 0  # sweeps: test levels on which each cell's model is probed for its targets (0: off)

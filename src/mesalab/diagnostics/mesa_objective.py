@@ -93,3 +93,28 @@ def probe_model(task, model, random_model, pools: dict, key, layers=None, steps:
             retargets += retargeting(task, model, {PROBE_SPLIT: pools[PROBE_SPLIT]}, k_ret, layer, base_label, frame,
                                      probe.w, gap, strengths, greedy, ticks)
     return ModelInternals(scores, steering, retargets, data, acts)
+
+
+def probe_metrics(task, model, random_model, test_pool, key, steps: int = 8, greedy: bool = False, ticks=None,
+                  seed: int = 0) -> dict[str, float]:
+    """Sweep-cell metrics from the probes alone (no steering, no retargeting) on ``test_pool``: for every probe
+    label L (``target:C``, ``distance:C``, ``bfs_action:C``, ``ends_on``), over the model's layers other than the
+    input, the largest held-out selectivity ``probe/L/selectivity``, that layer's score ``probe/L/value`` and its
+    score minus the random-initialised model's ``probe/L/gain_over_random``. The maximum over layers is the same
+    selection in every cell, so a trend along a dial compares like with like (its level is optimistic)."""
+    res = probe_model(task, model, random_model, {PROBE_SPLIT: test_pool}, key, None, steps, greedy, ticks,
+                      steer=False, retarget=False, seed=seed)
+    def rank(s: ProbeScore) -> float:  # selectivity; a fixed target (no control task): the gain over random-init
+        r = s.selectivity if np.isfinite(s.selectivity) else s.value - s.random_init
+        return float(r) if np.isfinite(r) else -np.inf
+
+    best: dict[str, ProbeScore] = {}
+    for s in res.scores:
+        if s.layer != "input" and (s.label not in best or rank(s) > rank(best[s.label])):
+            best[s.label] = s
+    out: dict[str, float] = {}
+    for label, s in best.items():
+        out[f"probe/{label}/selectivity"] = float(s.selectivity)
+        out[f"probe/{label}/value"] = float(s.value)
+        out[f"probe/{label}/gain_over_random"] = float(s.value - s.random_init)
+    return out

@@ -144,7 +144,7 @@ def ridge_cv(x: np.ndarray, y: np.ndarray, m: np.ndarray, groups: np.ndarray, ri
 def _ridge_cv(x, y, m, even, ridges):
     err = jnp.zeros(ridges.shape[0], jnp.float32)
     for fold in (even, ~even):
-        fit, held = m * fold, m * ~fold
+        fit, held = m * fold.astype(m.dtype), m * (~fold).astype(m.dtype)
         w, b = _masked_ridge(x, y, fit, ridges)
         e = jnp.einsum("n,rnk->r", held, (jnp.einsum("nd,rdk->rnk", x, w) + b[:, None] - y[None]) ** 2)
         usable = (fit.sum() >= 2) & (held.sum() >= 1)

@@ -333,8 +333,10 @@ EVAL_RANGES = {
     "irl_levels": (0, 20_000),
     "bootstrap": (10, 100_000),
     "drawn_levels": (0, 100),
+    "internal_probes": (0, 20_000),
 }
 MAX_TEST_TICKS = 256
+MIN_PROBE_LEVELS = 20
 
 
 def check_eval_plan(plan: EvalPlan, explicit=()) -> EvalPlan:
@@ -345,10 +347,13 @@ def check_eval_plan(plan: EvalPlan, explicit=()) -> EvalPlan:
 
     for name, (lo, hi) in EVAL_RANGES.items():
         check_setting(name, getattr(plan, name), int, Range(lo, hi), "evaluation setting")
-    for name in ("irl_levels", "drawn_levels"):
+    for name in ("irl_levels", "drawn_levels", "internal_probes"):
         if name in explicit and getattr(plan, name) > plan.episodes:
             raise ConfigError(f"evaluation setting {name}={getattr(plan, name)} exceeds the {plan.episodes} evaluation "
                               f"levels per split (episodes); lower it or raise episodes")
+    if 0 < plan.internal_probes < MIN_PROBE_LEVELS:
+        raise ConfigError(f"evaluation setting internal_probes={plan.internal_probes}: probes need at least "
+                          f"{MIN_PROBE_LEVELS} levels (half fit, half held out); raise it or set 0 (off)")
     check_setting("level_seed", plan.level_seed, int, Range(0, 2**31 - 1), "evaluation setting")
     check_setting("greedy", plan.greedy, bool, None, "evaluation setting")
     ticks = plan.test_ticks

@@ -54,6 +54,7 @@ METRIC_PATTERNS = tuple(re.compile(p) for p in (
     _SPLIT + r"/outcome:(base|other|proxy:\{proxy\}|proxy:[A-Za-z0-9_ :/-]+)",
     r"train_curve/success_final",
     r"test/success@ticks=\d+", r"test/compute_gain_2x",
+    r"probe/[A-Za-z0-9_:=-]+/(selectivity|value|gain_over_random)",  # [eval] internal_probes > 0
 ))
 _BUILTIN = frozenset(PRESETS)
 

@@ -37,6 +37,11 @@ Maze-path cell metrics (a recall network, ``Preset.cell_test`` giving the test s
 ``test/accuracy@size=S``, ``test/best_accuracy@size=S``, ``test/compute_gain@size=S`` and
 ``train/accuracy_final`` (see :func:`measure_maze_path_batch`).
 
+With ``[eval] internal_probes = K`` (K >= 20 test levels), every PPO cell is also probed for its targets
+(:func:`mesalab.diagnostics.mesa_objective.probe_metrics`): ``probe/L/selectivity``, ``probe/L/value`` and
+``probe/L/gain_over_random`` for each probe label L (``target:C``, ``distance:C``, ``bfs_action:C``, ``ends_on``),
+e.g. ``probe/target:goal/selectivity`` along diversity N.
+
 ``split`` is ``train`` (levels from the training distribution, unseen ones when N is finite) or ``test``.
 """
 
@@ -300,6 +305,8 @@ def measure_ppo_batch(batch: P.Batch, plan, progress=None) -> list[CellResult]:
         model = B.split_seed(models, i)
         cell_eps = B.split_seed(episodes, i)
         values = measure_cell(task, model, cell_eps, pools, plan)
+        if plan.internal_probes > 0:
+            values.update(cell_probe_metrics(task, config, model, pools["test"], plan, cell.seed))
         dials = {} if batch.data_dial is None else {batch.data_dial: cell.config[batch.data_dial]}
         for split, (n_overlap, _) in B.training_overlaps(config, keys[i], pools, dials).items():
             values[f"{split}/training_overlap"] = float(n_overlap)  # evaluation levels equal to a training level
@@ -346,6 +353,22 @@ def measure_cell(task, model, episodes: dict, pools: dict, plan) -> dict[str, fl
         if split in profiles:
             values[f"{split}/goal_directedness"] = float(profiles[split].behavioral.goal_directedness)
     return values
+
+
+def cell_probe_metrics(task, config, model, test_pool, plan, seed: int) -> dict[str, float]:
+    """``probe/L/...`` of one PPO cell's model on the first ``plan.internal_probes`` test levels (see
+    :func:`mesalab.diagnostics.mesa_objective.probe_metrics`), beside an untrained model of its architecture."""
+    import jax
+    import jax.numpy as jnp
+
+    from mesalab.diagnostics.mesa_objective import probe_metrics
+    from mesalab.optimizers import init_model
+    from mesalab.tasks.grid import take_levels
+
+    random_model = init_model(config, jax.random.fold_in(jax.random.key(seed), 999))
+    levels = take_levels(test_pool, jnp.arange(min(plan.internal_probes, plan.episodes)))
+    return probe_metrics(task, model, random_model, levels, jax.random.fold_in(jax.random.key(seed), 11),
+                         greedy=plan.greedy, seed=seed)
 
 
 def compute_scaling_metrics(trained_ticks: int, success_by_ticks: dict) -> dict[str, float]:
