@@ -255,7 +255,7 @@ def probe(
     run_dir: Path = typer.Argument(..., help="a run folder written by `mesalab run TASK`"),
     layer: Optional[list[str]] = typer.Option(None, "--layer", help="a named activation to probe (repeatable; default "
                                               "every one but the heads; an unknown name lists the model's)"),
-    levels: Optional[int] = typer.Option(None, "--levels", help="held-out levels per split (default 500), 20..20000"),
+    levels: Optional[int] = typer.Option(None, "--levels", help="held-out levels per split (default 500), 20..20000; extrapolation folders: mazes per size (default 100), 20..5000"),
     steps: Optional[int] = typer.Option(None, "--steps", help="states recorded per level (default 8), 1..64"),
     seed: Optional[list[int]] = typer.Option(None, "--seed", help="probe only this seed (repeatable; default all)"),
     workers: Optional[int] = typer.Option(None, "--workers", help="worker processes (default: one per core on CPU; "
@@ -264,7 +264,7 @@ def probe(
     sizes: Optional[str] = typer.Option(None, "--sizes", help="extrapolation folders only: maze sizes to probe "
                                         "(default: the training size and 21)"),
     max_ticks: Optional[int] = typer.Option(None, "--max-ticks", help="extrapolation folders only: ticks to run "
-                                            "(default: twice what dead-end filling or a wavefront needs)"),
+                                            "(default: 1.5 x what dead-end filling or a wavefront needs)"),
 ) -> None:
     """Look inside the trained models of a run for their mesa-objective: linear probes for every candidate
     target (with control tasks and a random-initialised baseline), steering vectors and retargeting. Writes

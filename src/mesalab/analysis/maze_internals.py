@@ -142,10 +142,13 @@ def reading_sentence(m: MazeInternals, size: int) -> str:
     if found == ALGORITHMS[0]:
         tail = (f"the order supports dead-end filling (about {fill.slope:.1f} ticks per cell ruled out along a dead "
                 "end, tips first)")
-        if dist_text:
-            tail += ("; its hidden state also carries the distances from the ends beyond an untrained network ("
-                     if any(carries) else "; its hidden state carries no more of the distances a wavefront needs than "
-                     "an untrained network (") + dist_text + ")"
+        if dist_text and any(carries):
+            strong = max(d.value.mean for d in dist if d is not None) >= 0.5
+            tail += (f"; its hidden state also carries {'' if strong else 'a little of '}the distances from the ends "
+                     f"beyond an untrained network ({dist_text})")
+        elif dist_text:
+            tail += ("; its hidden state carries the distances a wavefront needs not clearly better than an untrained "
+                     f"network ({dist_text})")
     elif found == ALGORITHMS[1]:
         tail = (f"the order supports a wavefront from the ends (about {wave.slope:.1f} ticks per step from the ends, "
                 "cells next to the path first)")

@@ -106,10 +106,12 @@ def maze_labels(images) -> MazeLabels:
 
 
 def default_ticks(labels: MazeLabels, trained_ticks: int) -> int:
-    """Ticks to run: twice the most either algorithm needs at one cell per tick on these mazes (at least the
-    training ticks), so a network that is slower than one cell per tick still finishes."""
+    """Ticks to run: one and a half times the most either algorithm needs at one cell per tick on these mazes (at
+    least the training ticks), so a network somewhat slower than one cell per tick still finishes (cells it has
+    not ruled out by then are counted as not settled). Running the network is the cost of a probe: linear in
+    mazes x cells x ticks."""
     need = max(int(labels.fill_depth.max()), int(np.where(labels.free, labels.wave_tick, 0).max()))
-    return max(int(trained_ticks), 2 * need)
+    return max(int(trained_ticks), -(-3 * need // 2))
 
 
 def record_ticks(ticks: int, trained_ticks: int, n: int = 7) -> list[int]:

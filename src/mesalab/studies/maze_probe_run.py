@@ -31,7 +31,7 @@ from mesalab.studies import register
 from mesalab.studies.contract import Options, Study
 from mesalab.studies.engine import Batch, seed_groups
 
-DEFAULT_MAZES = 200
+DEFAULT_MAZES = 100
 MAX_MAZES = 5000
 LARGER_SIZE = 21  # probed beside the training size by default: a maze bigger than any seen in training
 MAX_TICKS = 5000
