@@ -173,10 +173,30 @@ def test_planted_filler_decides_at_its_depth(mazes):
 def test_mixture_and_untrained_are_not_named(mazes):
     images, labels = mazes
     mix = mi.think(PlantedMixture(PlantedFiller(), PlantedWavefront()), images, mi.default_ticks(labels, 1))
-    assert mi.supported_algorithm(mi.decision_timing(mix, labels)) is None
+    timings = mi.decision_timing(mix, labels)
+    assert all(t.n_mazes >= 50 and np.isfinite(t.rho) for t in timings)  # measured, and read as neither
+    assert mi.supported_algorithm(timings) is None
     untrained = RecallThinker(3, width=8, blocks=0, head_width=4, ticks=10, pointwise=1, key=jax.random.key(0))
     th = mi.think(untrained, images, 40)
-    assert mi.supported_algorithm(mi.decision_timing(th, labels)) is None
+    timings = mi.decision_timing(th, labels)
+    assert all(t.n_mazes >= 30 and np.isfinite(t.rho) for t in timings)
+    assert mi.supported_algorithm(timings) is None
+
+
+def test_one_maze_or_an_untrained_match_names_nothing(mazes):
+    images, labels = mazes
+    one = mi.think(PlantedFiller(), images[:1], mi.default_ticks(labels, 1))
+    timings = mi.decision_timing(one, MazeLabelsAt(labels, slice(0, 1)))
+    assert timings[0].rho == 1.0 and timings[0].n_mazes == 1
+    assert mi.supported_algorithm(timings) is None  # a CI of zero width from one maze is no evidence
+    full = mi.decision_timing(mi.think(PlantedFiller(), images, mi.default_ticks(labels, 1)), labels)
+    assert mi.supported_algorithm(full) == "dead-end filling"
+    # an untrained network of the architecture that orders cells as well (here: the same filler) explains it away
+    assert mi.supported_algorithm(full, full) is None
+
+
+def MazeLabelsAt(labels, sl):
+    return mi.MazeLabels(*(a[sl] for a in labels))
 
 
 def test_recorded_hidden_states_are_the_models(mazes):
@@ -211,3 +231,73 @@ def test_planted_representation_probes(mazes):
     for p in chance.values():
         assert abs(p.selectivity) <= 0.05
         assert p.ci[0] <= p.value <= p.ci[1]
+
+
+# -- the reading (hand-built summaries) ------------------------------------------------------------------------------
+
+def _summary(rho_fill, rho_wave, settled=1.0, solved=1.0, n_mazes=100, untrained=(0.0, 0.0), dist=(0.1, 0.0)):
+    from mesalab.analysis.internals import Estimate
+    from mesalab.analysis.maze_internals import MazeInternals, TickProbeRow, TimingRow, reading_sentence
+
+    def est(v, w=0.02):
+        return Estimate(v, v - w, v + w, 1)
+
+    timing = []
+    for source, (rf, rw) in (("trained", (rho_fill, rho_wave)), ("random-init", untrained)):
+        timing += [TimingRow(21, source, "dead-end filling", est(rf), est(rf - rw), 1.0, settled, 1.0, solved, n_mazes, 99),
+                   TimingRow(21, source, "wavefront from the ends", est(rw), est(rw - rf), 1.0, settled, 1.0, solved,
+                             n_mazes, 99)]
+    probes = [TickProbeRow(21, source, lab, "r2", 10, est(v), est(v)) for source, v in zip(("trained", "random-init"), dist)
+              for lab in ("dist_start", "dist_goal")]
+    m = MazeInternals([0], [21], 9, timing, probes, {})
+    m.readings[21] = mi.supported_algorithm(m.timing_of(21), m.timing_of(21, "random-init"))
+    return m, reading_sentence(m, 21)
+
+
+def test_reading_names_filling_and_qualifies_weak_distances():
+    m, text = _summary(0.95, -0.4)
+    assert m.readings[21] == "dead-end filling"
+    assert "supports dead-end filling" in text and "a little of distance from the start and distance from the goal" in text
+    _, text = _summary(0.95, -0.4, dist=(0.8, 0.0))
+    assert "also carries distance from the start" in text and "a little" not in text
+    _, text = _summary(0.95, -0.4, dist=(0.03, 0.0))
+    assert "not clearly better than an untrained network" in text
+
+
+def test_reading_withholds_a_name_without_evidence():
+    m, text = _summary(0.95, -0.4, untrained=(0.9, -0.3))  # an untrained network orders cells as well
+    assert m.readings[21] is None and "supports" not in text
+    m, text = _summary(0.95, -0.4, settled=0.2)  # rules out only a fifth of the cells
+    assert m.readings[21] == "dead-end filling" and "too few to call this its solving algorithm" in text
+    m, text = _summary(0.3, 0.3, solved=0.2)
+    assert "fewer than half of these mazes" in text
+    m, text = _summary(0.3, 0.25, n_mazes=4)
+    assert "cannot tell the two apart here" in text
+    m, text = _summary(0.3, 0.25)
+    assert "neither algorithm alone explains the order" in text
+
+
+def test_probe_folder_inputs_are_one_line(tmp_path):
+    import json
+
+    from mesalab.errors import ConfigError
+    from mesalab.studies.contract import Options
+    from mesalab.studies.maze_probe_run import MAZE_PROBE
+
+    (tmp_path / "sweep.json").write_text(json.dumps({"kind": "extrapolation", "seeds": [0]}))
+    with pytest.raises(ConfigError, match="no maze-path config"):
+        MAZE_PROBE.configure(str(tmp_path), Options())
+    (tmp_path / "sweep.json").write_text(json.dumps({"kind": "extrapolation", "seeds": [0], "config": {}}))
+    with pytest.raises(ConfigError, match="no trained network of seed"):
+        MAZE_PROBE.configure(str(tmp_path), Options())
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "seed_0.eqx").write_bytes(b"")
+    with pytest.raises(ConfigError, match="no trained network of seed"):  # its config file is missing
+        MAZE_PROBE.configure(str(tmp_path), Options())
+    (tmp_path / "checkpoints" / "seed_0.eqx.json").write_text("{}")
+    for opts, words in ((Options(levels=5), "--levels"), (Options(sizes=[8]), "odd"), (Options(max_ticks=0), "--max-ticks"),
+                        (Options(layers=["conv_0"]), "--layer"), (Options(probe_seeds=[3]), "--seed"),
+                        (Options(steps=4), "--steps")):
+        with pytest.raises(ConfigError, match=words):
+            MAZE_PROBE.configure(str(tmp_path), opts)
+    assert MAZE_PROBE.configure(str(tmp_path), Options())["sizes"] == [9, 21]

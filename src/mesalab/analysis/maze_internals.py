@@ -14,8 +14,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from mesalab.analysis.internals import Estimate, group_rows, over_seeds
-from mesalab.diagnostics.maze_internals import ALGORITHMS, supported_algorithm
+from mesalab.diagnostics.maze_internals import ALGORITHMS, MIN_MAZES, supported_algorithm
 from mesalab.results.folder import RunFolder
 from mesalab.results.tables import MAZE_PROBE_SCHEMA
 
@@ -95,7 +97,7 @@ def read_maze_internals(path: Path | str, trained_size: int) -> MazeInternals | 
     seeds = sorted(r["seed"] for r in t["maze_probe_seeds"])
     timing = []
     for (size, source, algorithm), rows in group_rows(t["maze_timing"], ("size", "source", "algorithm")).items():
-        mean = lambda k: float(sum(r[k] for r in rows) / len(rows))  # noqa: E731
+        mean = lambda k: float(np.nanmean([r[k] for r in rows]))  # noqa: E731 (a NaN slope of one seed: the others')
         timing.append(TimingRow(size, source, algorithm, over_seeds(rows, "rho", "ci_low", "ci_high"),
                                 over_seeds(rows, "margin", "margin_low", "margin_high"), mean("slope"),
                                 mean("settled"), mean("path_on"), mean("solved"), int(sum(r["n_mazes"] for r in rows)),
@@ -111,7 +113,7 @@ def read_maze_internals(path: Path | str, trained_size: int) -> MazeInternals | 
     sizes = sorted({r.size for r in timing})
     m = MazeInternals(seeds, sizes, trained_size, timing, probes, curves)
     for size in sizes:
-        m.readings[size] = supported_algorithm(m.timing_of(size))
+        m.readings[size] = supported_algorithm(m.timing_of(size), m.timing_of(size, "random-init"))
         m.sentences.append(reading_sentence(m, size))
     return m
 
@@ -133,30 +135,42 @@ def reading_sentence(m: MazeInternals, size: int) -> str:
     facts = (f"{fill.settled:.0%} of off-path cells ruled out by tick {fill.ticks}, {fill.path_on:.0%} of path cells "
              f"on at every tick, {fill.solved:.0%} of mazes solved exactly at the last tick")
     found = m.readings.get(size)
-    dist = [m.best_probe(size, lab) for lab in ("dist_start", "dist_goal")]
-    rand = [m.best_probe(size, lab, "random-init") for lab in ("dist_start", "dist_goal")]
-    carries = [d is not None and r is not None and d.value.low - r.value.mean > GAIN for d, r in zip(dist, rand)]
-    dist_text = ", ".join(f"{lab} R² {d.value.text()} (untrained network {r.value.mean:.2f})"
-                          for lab, d, r in zip(("distance from the start", "distance from the goal"), dist, rand)
-                          if d is not None and r is not None)
-    if found == ALGORITHMS[0]:
+    untrained = {t.algorithm: t.rho.mean for t in m.timing_of(size, "random-init")}
+    if untrained:
+        order += (f" (an untrained network of the same architecture: {untrained.get(ALGORITHMS[0], math.nan):.2f} and "
+                  f"{untrained.get(ALGORITHMS[1], math.nan):.2f})")
+    passing = []
+    for lab, name in (("dist_start", "distance from the start"), ("dist_goal", "distance from the goal")):
+        d, r = m.best_probe(size, lab), m.best_probe(size, lab, "random-init")
+        if d is not None and r is not None:
+            passing.append((name, d, r, d.value.low - r.value.mean > GAIN))
+    dist_text = lambda ps: ", ".join(f"{n} R² {d.value.text()} (untrained network {r.value.mean:.2f})"  # noqa: E731
+                                     for n, d, r, _ in ps)
+    carried = [p for p in passing if p[3]]
+    partial = fill.settled < 0.5 or fill.solved < 0.5
+    if found is not None and partial:
+        tail = (f"the order of the cells it does rule out follows {found}, but it rules out or solves too few to call "
+                "this its solving algorithm")
+    elif found == ALGORITHMS[0]:
         tail = (f"the order supports dead-end filling (about {fill.slope:.1f} ticks per cell ruled out along a dead "
                 "end, tips first)")
-        if dist_text and any(carries):
-            strong = max(d.value.mean for d in dist if d is not None) >= 0.5
-            tail += (f"; its hidden state also carries {'' if strong else 'a little of '}the distances from the ends "
-                     f"beyond an untrained network ({dist_text})")
-        elif dist_text:
+        if carried:
+            strong = max(d.value.mean for _, d, _, _ in carried) >= 0.5
+            tail += (f"; its hidden state also carries {'' if strong else 'a little of '}"
+                     f"{' and '.join(n for n, *_ in carried)} beyond an untrained network ({dist_text(carried)})")
+        elif passing:
             tail += ("; its hidden state carries the distances a wavefront needs not clearly better than an untrained "
-                     f"network ({dist_text})")
+                     f"network ({dist_text(passing)})")
     elif found == ALGORITHMS[1]:
         tail = (f"the order supports a wavefront from the ends (about {wave.slope:.1f} ticks per step from the ends, "
                 "cells next to the path first)")
-        if dist_text:
-            tail += "; probes of its hidden state: " + dist_text
+        if passing:
+            tail += "; probes of its hidden state: " + dist_text(passing)
     elif fill.solved < 0.5:
         tail = ("neither algorithm explains the order, and the network solves fewer than half of these mazes, so "
                 "there is no solving algorithm to identify at this size")
+    elif fill.n_mazes < MIN_MAZES or max(fill.rho.high - fill.rho.low, wave.rho.high - wave.rho.low) > 0.3:
+        tail = f"the order cannot tell the two apart here ({fill.n_mazes} mazes with enough cells ruled out)"
     else:
         tail = ("neither algorithm alone explains the order (a mixture, another procedure, or decisions that are not "
                 "local in time)")

@@ -207,20 +207,18 @@ def decision_timing(thought: Thought, labels: MazeLabels, seed: int = 0, n_boot:
     settled = off & np.isfinite(tau)
     predicted = {"dead-end filling": labels.fill_depth, "wavefront from the ends": labels.wave_tick}
     rhos = {a: np.full(len(tau), np.nan) for a in ALGORITHMS}
-    pooled = {a: ([], []) for a in ALGORITHMS}
     for i in range(len(tau)):
         m = settled[i]
         if m.sum() < MIN_CELLS:
             continue
         for a in ALGORITHMS:
             rhos[a][i] = _spearman(tau[i][m], predicted[a][i][m])
-            pooled[a][0].append(predicted[a][i][m])
-            pooled[a][1].append(tau[i][m])
     ok = np.isfinite(rhos[ALGORITHMS[0]]) & np.isfinite(rhos[ALGORITHMS[1]])
     idx = np.flatnonzero(ok)
+    used = settled & ok[:, None, None]  # the cells of the mazes with a correlation (the slope's too)
     boot = _boot_weights(len(idx), n_boot, seed) if len(idx) else np.zeros((0, 0))
     path_cells = labels.path.sum()
-    common = dict(n_mazes=int(len(idx)), n_cells=int(settled[ok].sum()),
+    common = dict(n_mazes=int(len(idx)), n_cells=int(used.sum()),
                   settled=float(settled.sum() / max(off.sum(), 1)),
                   path_on=float((labels.path & (thought.last_off == 0)).sum() / max(path_cells, 1)),
                   solved=float(np.mean(np.all(thought.final == labels.path, axis=(1, 2)))))
@@ -232,7 +230,7 @@ def decision_timing(thought: Thought, labels: MazeLabels, seed: int = 0, n_boot:
                               **common))
             continue
         b = boot / len(idx)
-        x, y = np.concatenate(pooled[a][0]).astype(np.float64), np.concatenate(pooled[a][1])
+        x, y = predicted[a][used].astype(np.float64), tau[used]
         slope = float(np.polyfit(x, y, 1)[0]) if np.ptp(x) > 0 else float("nan")
         out.append(Timing(a, float(r.mean()), _ci(b @ r), float((r - ro).mean()), _ci(b @ (r - ro)), slope, **common))
     return out
@@ -349,12 +347,20 @@ def probe_ticks(thought: Thought, random_thought: Thought | None, images, labels
 # -- the reading --------------------------------------------------------------------------------------------------
 
 SUPPORT = 0.5  # an algorithm is supported when its rho's CI is above this and above the other's (margin CI > 0)
+MIN_MAZES = 10  # ... on at least this many mazes with a correlation (one maze has a CI of zero width)
+BEYOND_UNTRAINED = 0.1  # ... and its rho's CI is above an untrained network's rho by this much
 
 
-def supported_algorithm(timings: Sequence) -> str | None:
-    """The algorithm the decision order supports, or None. ``timings``: objects with ``algorithm``, ``ci`` (rho's)
-    and ``margin_ci`` (over the other algorithm)."""
+def supported_algorithm(timings: Sequence, untrained: Sequence = ()) -> str | None:
+    """The algorithm the decision order supports, or None. ``timings``: objects with ``algorithm``, ``ci`` (rho's),
+    ``margin_ci`` (over the other algorithm) and ``n_mazes``; ``untrained``: the same of a random-initialised
+    network of the architecture on the same mazes (when given, the trained rho must beat its rho)."""
+    base = {t.algorithm: t.rho if isinstance(t.rho, float) else t.rho.mean for t in untrained}
     for t in timings:
-        if np.isfinite(t.ci[0]) and t.ci[0] > SUPPORT and t.margin_ci[0] > 0:
-            return t.algorithm
+        if not (np.isfinite(t.ci[0]) and t.ci[0] > SUPPORT and t.margin_ci[0] > 0 and t.n_mazes >= MIN_MAZES):
+            continue
+        b = base.get(t.algorithm, float("nan"))
+        if np.isfinite(b) and t.ci[0] <= b + BEYOND_UNTRAINED:
+            continue
+        return t.algorithm
     return None

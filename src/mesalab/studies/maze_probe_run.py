@@ -37,7 +37,9 @@ LARGER_SIZE = 21  # probed beside the training size by default: a maze bigger th
 MAX_TICKS = 5000
 DATASET_MAZES = 50
 MAZE_KEY = 20_000  # the probe mazes of size S come from PRNGKey(MAZE_KEY + S): the same for every seed
-STORED = ("sizes", "mazes", "max_ticks")
+STORED = ("sizes", "mazes", "max_ticks", "ticks_rule")
+TICKS_RULE = "1.5x"  # how the ticks are chosen without --max-ticks (maze_internals.default_ticks); stored to resume
+MAX_SIZE = 201
 
 
 class MazeProbeStudy(Study):
@@ -68,7 +70,10 @@ class MazeProbeStudy(Study):
         if meta is None or meta.get("kind") != "extrapolation":
             raise ConfigError(f"{sweep_dir} is not an extrapolation sweep folder; pass the folder `mesalab sweep "
                               "extrapolation` wrote")
-        config = stored_config(meta.get("config") or {})
+        if not isinstance(meta.get("config"), dict):
+            raise ConfigError(f"{sweep_dir}/sweep.json has no maze-path config; it was not written by `mesalab sweep "
+                              "extrapolation` (re-run that sweep into a new --out)")
+        config = stored_config(meta["config"])
         if options.steps is not None:
             raise ConfigError("--steps is not used on a maze-path folder (every cell of every maze is probed at the "
                               "recorded ticks); drop it, or set --max-ticks")
@@ -78,18 +83,23 @@ class MazeProbeStudy(Study):
         mazes = DEFAULT_MAZES if options.levels is None else options.levels
         if not 20 <= mazes <= MAX_MAZES:
             raise ConfigError(f"--levels (mazes per size) must be at least 20 and at most {MAX_MAZES}, got {mazes}")
+        if options.sizes is not None and any(s > MAX_SIZE for s in options.sizes):
+            raise ConfigError(f"--sizes must be at most {MAX_SIZE}, got {options.sizes}")
         sizes = sorted({config.size, LARGER_SIZE}) if options.sizes is None else sorted({check_size(s) for s in options.sizes})
         if options.max_ticks is not None and not 1 <= options.max_ticks <= MAX_TICKS:
             raise ConfigError(f"--max-ticks must be at least 1 and at most {MAX_TICKS}, got {options.max_ticks}")
         seeds = list(options.probe_seeds or meta.get("seeds", []))
+        if not seeds:
+            raise ConfigError(f"{sweep_dir} has no seeds; run `mesalab sweep extrapolation --out {sweep_dir}` first")
         unknown = sorted(set(seeds) - set(meta.get("seeds", [])))
         if unknown:
             raise ConfigError(f"--seed {unknown} not in this sweep; its seeds are {meta.get('seeds', [])}")
-        missing = [s for s in seeds if not (sweep_dir / "checkpoints" / f"seed_{s}.eqx").exists()]
+        missing = [s for s in seeds if not all((sweep_dir / "checkpoints" / f"seed_{s}.eqx{x}").exists()
+                                               for x in ("", ".json"))]
         if missing:
             raise ConfigError(f"{sweep_dir} has no trained network of seed(s) {missing}; finish the sweep (rerun "
                               "`mesalab sweep extrapolation` with its options) or pass --seed")
-        stored = {"sizes": sizes, "mazes": int(mazes), "max_ticks": options.max_ticks}
+        stored = {"sizes": sizes, "mazes": int(mazes), "max_ticks": options.max_ticks, "ticks_rule": TICKS_RULE}
         return {"name": str(sweep_dir), "sweep_dir": str(sweep_dir), "seeds": seeds, "stored": stored,
                 "trained_ticks": int(config.ticks), "replace": bool(options.replace), "workers": options.workers,
                 **stored}
