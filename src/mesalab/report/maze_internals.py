@@ -13,16 +13,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mesalab.diagnostics.maze_internals import ALGORITHMS, LABELS  # noqa: E402
+from mesalab.report.sweep import _save  # noqa: E402
 
 LABEL_TEXT = {"on_path": "on the path (balanced accuracy)", "fill_depth": "dead-end depth (R²)",
               "dist_start": "distance from start (R²)", "dist_goal": "distance from goal (R²)"}
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def timing_figure(m, path: Path) -> Path:

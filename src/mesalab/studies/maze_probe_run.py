@@ -19,7 +19,6 @@ used for every seed, so seeds are compared on the same mazes.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +27,9 @@ from mesalab.errors import ConfigError
 from mesalab.results.folder import RunFolder, folder_meta
 from mesalab.results.tables import MAZE_PROBE_SCHEMA
 from mesalab.studies import register
-from mesalab.studies.contract import Options, Study
-from mesalab.studies.engine import Batch, seed_groups
+from mesalab.studies.contract import Options
+from mesalab.studies.engine import Batch
+from mesalab.studies.probe_run import ProbesInFolder
 
 DEFAULT_MAZES = 100
 MAX_MAZES = 5000
@@ -42,20 +42,15 @@ TICKS_RULE = "1.5x"  # how the ticks are chosen without --max-ticks (maze_intern
 MAX_SIZE = 201
 
 
-class MazeProbeStudy(Study):
+class MazeProbeStudy(ProbesInFolder):
     kind = "maze-path-probe"
-    command = "probe"
+    stored_keys, source_key = STORED, "sweep"
     options = frozenset({"layers", "levels", "probe_seeds", "steps", "workers", "replace", "sizes", "max_ticks"})
     schema = MAZE_PROBE_SCHEMA
-    meta_name, db_name = "probes.json", "probes.duckdb"
     cell_table, cell_key = "maze_probe_seeds", "seed"
-    config_what = "probe"
     progress_label = "thinking + probing"
     missing = "no seed has been probed yet; run `mesalab probe SWEEP_DIR`"
     corrupt = "rerun `mesalab probe SWEEP_DIR --replace`"
-
-    def names(self):
-        return []  # started as `mesalab probe SWEEP_DIR` on an extrapolation folder
 
     def header(self, s: dict) -> str:
         return (f"[bold]mesalab probe {s['sweep_dir']}[/]: maze-path recall networks, {len(s['seeds'])} seed(s) x "
@@ -104,63 +99,11 @@ class MazeProbeStudy(Study):
                 "trained_ticks": int(config.ticks), "replace": bool(options.replace), "workers": options.workers,
                 **stored}
 
-    def check_folder(self, folder: RunFolder, settings: dict) -> None:
-        meta = folder_meta(folder.path, (self.meta_name,))
-        if settings["replace"] or meta is None:
-            if meta is None and folder.has_results():
-                raise ConfigError(f"{folder.db_path} exists without {self.meta_name}; pass --replace to recompute it")
-            return
-        if meta.get("settings") != settings["stored"]:
-            old = meta.get("settings") or {}
-            diff = ", ".join(f"{k} {old.get(k)!r} -> {settings['stored'][k]!r}" for k in STORED
-                             if old.get(k) != settings["stored"][k])
-            raise ConfigError(f"{folder.path} was probed with other settings ({diff}); repeat them to resume, or pass "
-                              "--replace to recompute every seed")
-        if set(settings["seeds"]) <= folder.finished():
-            raise ConfigError(f"{folder.path} already holds the probes of seed(s) {settings['seeds']}; `mesalab report "
-                              f"{folder.path}` re-renders them, --replace recomputes them")
-
-    def start(self, folder: RunFolder, settings: dict) -> dict:
-        from mesalab.results.provenance import now, versions
-
-        if settings["replace"]:
-            for p in (folder.db_path, folder.meta_path):
-                p.unlink(missing_ok=True)
-            shutil.rmtree(folder.path / "probes", ignore_errors=True)
-            settings["replace"] = False
-        if folder.has_meta():
-            meta = folder.read_meta()
-            meta["seeds"] = sorted(set(meta["seeds"]) | set(settings["seeds"]))
-            meta.setdefault("resumed", []).append(now())
-        else:
-            meta = {"kind": self.kind, "sweep": settings["sweep_dir"], "settings": settings["stored"],
-                    "seeds": list(settings["seeds"]), "versions": versions(), "created": now()}
-        folder.write_meta(meta)
-        return meta
-
-    def n_cells(self, settings: dict) -> int:
-        return len(settings["seeds"])
-
     def plan(self, settings: dict, done: set) -> list[Batch]:
-        groups = seed_groups([s for s in settings["seeds"] if s not in done], settings["workers"])
-        spec = {k: settings[k] for k in ("sweep_dir", "trained_ticks", *STORED)}
-        return [Batch(f"seeds {g[0]}-{g[-1]}", tuple(g), spec, len(g)) for g in groups]
+        return self.seed_batches(settings, done, {k: settings[k] for k in ("sweep_dir", "trained_ticks", *STORED)})
 
-    def measure(self, batch: Batch, progress=None) -> dict:
-        out = []
-        for i, seed in enumerate(batch.cells):
-            out.append(probe_network(batch.spec, int(seed)))
-            if progress:
-                progress(i + 1)
-        return {"seeds": out}
-
-    def commit(self, folder: RunFolder, batch: Batch, result: dict) -> None:
-        from mesalab.results.files import save_npz_atomic
-
-        (folder.path / "probes").mkdir(exist_ok=True)
-        for seed, rows, arrays in result["seeds"]:
-            save_npz_atomic(folder.path / "probes" / f"seed-{seed}.npz", arrays)
-            folder.commit(rows)
+    def probe_seed(self, spec: dict, seed: int) -> tuple[int, dict, dict]:
+        return probe_network(spec, seed)
 
     def analyse(self, folder: RunFolder):
         from mesalab.studies.extrapolation import EXTRAPOLATION

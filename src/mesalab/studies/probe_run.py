@@ -34,20 +34,95 @@ MAX_STEPS = 64
 STORED = ("layers", "levels", "steps", "strengths", "level_seed", "greedy")
 
 
-class ProbeStudy(Study):
-    kind = "probe"
+class ProbesInFolder(Study):
+    """What every probe kind shares: it writes ``probes.json``, ``probes.duckdb`` and ``probes/seed-S.npz`` into the
+    folder it reads; its cells are that folder's seeds; same settings resume, ``--replace`` recomputes. A subclass
+    sets ``stored_keys`` (the settings that must match to resume), ``source_key`` (the folder the probes read, stored
+    in the meta) and :meth:`probe_seed` (one seed's ``(seed, rows, arrays)``, in a worker)."""
+
     command = "probe"
+    meta_name, db_name = "probes.json", "probes.duckdb"
+    config_what = "probe"
+    stored_keys: tuple = ()
+    source_key = "run"
+
+    def names(self):
+        return []  # not started by a name: `mesalab probe DIR`
+
+    def check_folder(self, folder: RunFolder, settings: dict) -> None:
+        meta = folder_meta(folder.path, (self.meta_name,))
+        if settings["replace"] or meta is None:
+            if meta is None and folder.has_results():
+                raise ConfigError(f"{folder.db_path} exists without {self.meta_name}; pass --replace to recompute it")
+            return
+        if meta.get("settings") != settings["stored"]:
+            old = meta.get("settings") or {}
+            diff = ", ".join(f"{k} {old.get(k)!r} -> {settings['stored'][k]!r}" for k in self.stored_keys
+                             if old.get(k) != settings["stored"][k])
+            raise ConfigError(f"{folder.path} was probed with other settings ({diff}); repeat them to resume, or pass "
+                              "--replace to recompute every seed")
+        if set(settings["seeds"]) <= folder.finished():
+            raise ConfigError(f"{folder.path} already holds the probes of seed(s) {settings['seeds']}; `mesalab report "
+                              f"{folder.path}` re-renders them, --replace recomputes them")
+
+    def new_meta(self, settings: dict) -> dict:
+        return {"kind": self.kind, self.source_key: settings["name"], "settings": settings["stored"],
+                "seeds": list(settings["seeds"])}
+
+    def start(self, folder: RunFolder, settings: dict) -> dict:
+        from mesalab.results.provenance import now, versions
+
+        if settings["replace"]:  # asked for: the old probes go (the folder's own results are not touched)
+            for p in (folder.db_path, folder.meta_path):
+                p.unlink(missing_ok=True)
+            shutil.rmtree(folder.path / "probes", ignore_errors=True)
+            settings["replace"] = False
+        if folder.has_meta():
+            meta = folder.read_meta()
+            meta["seeds"] = sorted(set(meta["seeds"]) | set(settings["seeds"]))
+            meta.setdefault("resumed", []).append(now())
+        else:
+            meta = {**self.new_meta(settings), "versions": versions(), "created": now()}
+        folder.write_meta(meta)
+        settings["created"] = meta["created"]
+        return meta
+
+    def n_cells(self, settings: dict) -> int:
+        return len(settings["seeds"])
+
+    def seed_batches(self, settings: dict, done: set, spec: dict) -> list[Batch]:
+        groups = seed_groups([s for s in settings["seeds"] if s not in done], settings["workers"])
+        return [Batch(f"seeds {g[0]}-{g[-1]}", tuple(g), spec, len(g)) for g in groups]
+
+    def probe_seed(self, spec: dict, seed: int) -> tuple[int, dict, dict]:
+        raise NotImplementedError
+
+    def measure(self, batch: Batch, progress=None) -> dict:
+        out = []
+        for i, seed in enumerate(batch.cells):
+            out.append(self.probe_seed(batch.spec, int(seed)))
+            if progress:
+                progress(i + 1)
+        return {"seeds": out}
+
+    def commit(self, folder: RunFolder, batch: Batch, result: dict) -> None:
+        from mesalab.results.files import save_npz_atomic
+
+        (folder.path / "probes").mkdir(exist_ok=True)
+        for seed, rows, arrays in result["seeds"]:
+            save_npz_atomic(folder.path / "probes" / f"seed-{seed}.npz", arrays)
+            folder.commit(rows)  # the seed's rows, its seed row among them, in one transaction
+
+
+class ProbeStudy(ProbesInFolder):
+    kind = "probe"
+    stored_keys = STORED
     options = frozenset({"layers", "levels", "probe_seeds", "steps", "workers", "replace", "sizes", "max_ticks"})
     schema = PROBE_SCHEMA
-    meta_name, db_name = "probes.json", "probes.duckdb"
     cell_table, cell_key = "probe_seeds", "seed"
-    config_what = "probe"
     progress_label = "recording + probing + steering"
     missing = "no seed has been probed yet; run `mesalab probe RUN_DIR`"
     corrupt = "rerun `mesalab probe RUN_DIR --replace`"
-
-    def names(self):
-        return []  # not started by a name: `mesalab probe RUN_DIR`
 
     def header(self, s: dict) -> str:
         return (f"[bold]mesalab probe {s['run_dir']}[/]: {s['task']}, {len(s['seeds'])} seed(s) x {s['levels']} levels "
@@ -102,67 +177,16 @@ class ProbeStudy(Study):
                 "stored": stored, "replace": bool(options.replace), "workers": options.workers,
                 "level_pool": max(int(levels), int(ev.get("episodes", levels))), **stored}
 
-    def check_folder(self, folder: RunFolder, settings: dict) -> None:
-        meta = folder_meta(folder.path, (self.meta_name,))
-        if settings["replace"] or meta is None:
-            if meta is None and folder.has_results():
-                raise ConfigError(f"{folder.db_path} exists without {self.meta_name}; pass --replace to recompute it")
-            return
-        if meta.get("settings") != settings["stored"]:
-            old = meta.get("settings") or {}
-            diff = ", ".join(f"{k} {old.get(k)!r} -> {settings['stored'][k]!r}" for k in STORED
-                             if old.get(k) != settings["stored"][k])
-            raise ConfigError(f"{folder.path} was probed with other settings ({diff}); repeat them to resume, or pass "
-                              "--replace to recompute every seed")
-        if set(settings["seeds"]) <= folder.finished():
-            raise ConfigError(f"{folder.path} already holds the probes of seed(s) {settings['seeds']}; `mesalab report "
-                              f"{folder.path}` re-renders them, --replace recomputes them")
-
-    def start(self, folder: RunFolder, settings: dict) -> dict:
-        from mesalab.results.provenance import now, versions
-
-        if settings["replace"]:  # asked for: the old probes go (the run's own results are not touched)
-            for p in (folder.db_path, folder.meta_path):
-                p.unlink(missing_ok=True)
-            shutil.rmtree(folder.path / "probes", ignore_errors=True)
-            settings["replace"] = False
-        if folder.has_meta():
-            meta = folder.read_meta()
-            meta["seeds"] = sorted(set(meta["seeds"]) | set(settings["seeds"]))
-            meta.setdefault("resumed", []).append(now())
-        else:
-            meta = {"kind": self.kind, "run": settings["run_dir"], "task": settings["task"], "settings": settings["stored"],
-                    "seeds": list(settings["seeds"]), "versions": versions(), "created": now()}
-        folder.write_meta(meta)
-        settings["created"] = meta["created"]
-        return meta
+    def new_meta(self, settings: dict) -> dict:
+        return {**super().new_meta(settings), "task": settings["task"]}
 
     # -- the work ---------------------------------------------------------------------------------------------
-    def n_cells(self, settings: dict) -> int:
-        return len(settings["seeds"])
-
     def plan(self, settings: dict, done: set) -> list[Batch]:
-        groups = seed_groups([s for s in settings["seeds"] if s not in done], settings["workers"])
-        if not groups:
-            return []
         spec = {k: settings[k] for k in ("run_dir", "task", "ppo", "created", "level_pool", *STORED)}
-        return [Batch(f"seeds {g[0]}-{g[-1]}", tuple(g), spec, len(g)) for g in groups]
+        return self.seed_batches(settings, done, spec)
 
-    def measure(self, batch: Batch, progress=None) -> dict:
-        out = []
-        for i, seed in enumerate(batch.cells):
-            out.append(probe_seed(batch.spec, int(seed)))
-            if progress:
-                progress(i + 1)
-        return {"seeds": out}
-
-    def commit(self, folder: RunFolder, batch: Batch, result: dict) -> None:
-        from mesalab.results.files import save_npz_atomic
-
-        (folder.path / "probes").mkdir(exist_ok=True)
-        for seed, rows, arrays in result["seeds"]:
-            save_npz_atomic(folder.path / "probes" / f"seed-{seed}.npz", arrays)
-            folder.commit(rows)  # the seed's rows, its probe_seeds row among them, in one transaction
+    def probe_seed(self, spec: dict, seed: int) -> tuple[int, dict, dict]:
+        return probe_seed(spec, seed)
 
     # -- reading it back -------------------------------------------------------------------------------------
     def analyse(self, folder: RunFolder):
