@@ -45,7 +45,6 @@ MAX_SIZE = 201
 class MazeProbeStudy(ProbesInFolder):
     kind = "maze-path-probe"
     stored_keys, source_key = STORED, "sweep"
-    options = frozenset({"layers", "levels", "probe_seeds", "steps", "workers", "replace", "sizes", "max_ticks"})
     schema = MAZE_PROBE_SCHEMA
     cell_table, cell_key = "maze_probe_seeds", "seed"
     progress_label = "thinking + probing"
@@ -83,12 +82,9 @@ class MazeProbeStudy(ProbesInFolder):
         sizes = sorted({config.size, LARGER_SIZE}) if options.sizes is None else sorted({check_size(s) for s in options.sizes})
         if options.max_ticks is not None and not 1 <= options.max_ticks <= MAX_TICKS:
             raise ConfigError(f"--max-ticks must be at least 1 and at most {MAX_TICKS}, got {options.max_ticks}")
-        seeds = list(options.probe_seeds or meta.get("seeds", []))
+        seeds = self.chosen_seeds(options, meta.get("seeds", []), "sweep")
         if not seeds:
             raise ConfigError(f"{sweep_dir} has no seeds; run `mesalab sweep extrapolation --out {sweep_dir}` first")
-        unknown = sorted(set(seeds) - set(meta.get("seeds", [])))
-        if unknown:
-            raise ConfigError(f"--seed {unknown} not in this sweep; its seeds are {meta.get('seeds', [])}")
         missing = [s for s in seeds if not all((sweep_dir / "checkpoints" / f"seed_{s}.eqx{x}").exists()
                                                for x in ("", ".json"))]
         if missing:

@@ -41,6 +41,7 @@ class ProbesInFolder(Study):
     in the meta) and :meth:`probe_seed` (one seed's ``(seed, rows, arrays)``, in a worker)."""
 
     command = "probe"
+    options = frozenset({"layers", "levels", "probe_seeds", "steps", "workers", "replace", "sizes", "max_ticks"})
     meta_name, db_name = "probes.json", "probes.duckdb"
     config_what = "probe"
     stored_keys: tuple = ()
@@ -48,6 +49,15 @@ class ProbesInFolder(Study):
 
     def names(self):
         return []  # not started by a name: `mesalab probe DIR`
+
+    @staticmethod
+    def chosen_seeds(options: Options, folder_seeds, where: str) -> list:
+        """The seeds ``--seed`` asks for (default: all of ``folder_seeds``), each one the folder has."""
+        seeds = list(options.probe_seeds or folder_seeds)
+        unknown = sorted(set(seeds) - set(folder_seeds))
+        if unknown:
+            raise ConfigError(f"--seed {unknown} not in this {where}; its seeds are {list(folder_seeds)}")
+        return seeds
 
     def check_folder(self, folder: RunFolder, settings: dict) -> None:
         meta = folder_meta(folder.path, (self.meta_name,))
@@ -117,7 +127,6 @@ class ProbesInFolder(Study):
 class ProbeStudy(ProbesInFolder):
     kind = "probe"
     stored_keys = STORED
-    options = frozenset({"layers", "levels", "probe_seeds", "steps", "workers", "replace", "sizes", "max_ticks"})
     schema = PROBE_SCHEMA
     cell_table, cell_key = "probe_seeds", "seed"
     progress_label = "recording + probing + steering"
@@ -155,10 +164,7 @@ class ProbeStudy(ProbesInFolder):
         steps = 8 if options.steps is None else options.steps
         if not 1 <= steps <= MAX_STEPS:
             raise ConfigError(f"--steps must be at least 1 and at most {MAX_STEPS} (states recorded per level), got {steps}")
-        seeds = list(options.probe_seeds or meta["seeds"])
-        unknown = sorted(set(seeds) - set(meta["seeds"]))
-        if unknown:
-            raise ConfigError(f"--seed {unknown} not in this run; its seeds are {meta['seeds']}")
+        seeds = self.chosen_seeds(options, meta["seeds"], "run")
         missing = [s for s in seeds if not (run_dir / "checkpoints" / f"seed-{s}.eqx").exists()]
         if missing:
             raise ConfigError(f"{run_dir} has no checkpoint of seed(s) {missing}; finish the run (rerun `mesalab run` "
