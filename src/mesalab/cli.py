@@ -255,7 +255,7 @@ def probe(
     run_dir: Path = typer.Argument(..., help="a run folder written by `mesalab run TASK`"),
     layer: Optional[list[str]] = typer.Option(None, "--layer", help="a named activation to probe (repeatable; default "
                                               "every one but the heads; an unknown name lists the model's)"),
-    levels: Optional[int] = typer.Option(None, "--levels", help="held-out levels per split (default 500), 20..20000; extrapolation folders: mazes per size (default 100), 20..5000"),
+    levels: Optional[int] = typer.Option(None, "--levels", help="held-out levels per split (default 500), 20..20000; extrapolation folders: mazes per size (default 100), 20..5000; icl-gd folders: sequences (default 2000), 100..100000"),
     steps: Optional[int] = typer.Option(None, "--steps", help="states recorded per level (default 8), 1..64"),
     seed: Optional[list[int]] = typer.Option(None, "--seed", help="probe only this seed (repeatable; default all)"),
     workers: Optional[int] = typer.Option(None, "--workers", help="worker processes (default: one per core on CPU; "
@@ -270,7 +270,9 @@ def probe(
     target (with control tasks and a random-initialised baseline), steering vectors and retargeting. Writes
     its probe database and activation datasets into RUN_DIR and adds "Inside the model" to its report.
     On a `mesalab sweep extrapolation` folder: which maze algorithm the recall networks run (dead-end filling
-    or a wavefront from the ends), from the order of their decisions and probes of their hidden state."""
+    or a wavefront from the ends), from the order of their decisions and probes of their hidden state. On a
+    `mesalab run icl-gd` folder: what each transformer layer writes into the query and context tokens (the
+    predictions of k-step gradient descent and least squares), against the input and an untrained model."""
     from mesalab.results.folder import folder_meta
     from mesalab.studies import Options, get_study, prepare
 
@@ -278,8 +280,8 @@ def probe(
     _check_count("--workers", workers, 0, MAX_WORKERS)
     for s in seed or []:
         _check_count("--seed", s, 0, MAX_SEED)
-    maze = (folder_meta(run_dir) or {}).get("kind") == "extrapolation"
-    study = get_study("maze-path-probe" if maze else "probe")
+    kind = (folder_meta(run_dir) or {}).get("kind")
+    study = get_study({"extrapolation": "maze-path-probe", "icl": "icl-probe"}.get(kind, "probe"))
     options = Options(layers=layer or None, levels=levels, steps=steps, probe_seeds=seed or None, workers=workers,
                       replace=replace, sizes=_parse_sizes(sizes), max_ticks=max_ticks)
     settings, folder = prepare(study, str(run_dir), options, run_dir)

@@ -16,6 +16,7 @@ class ICLAnalysis:
     ood: list[dict]
     learning_rates: list[dict]
     sentences: list[str]  # "Seed S: Best match: ..." per finished seed
+    internals: object = None  # analysis.icl_internals.ICLInternals once `mesalab probe` has run on the folder
 
     def final_layer_matches(self) -> list[dict]:
         last = max((m["layer"] for m in self.matches), default=0)
@@ -40,5 +41,7 @@ def analyse_icl_run(folder) -> ICLAnalysis:
         rows = [dict(m, name=m["reference"]) for m in t["icl_matches"] if m["seed"] == seed]
         lr1 = next(r["lr"] for r in t["icl_learning_rates"] if r["seed"] == seed and r["gd_steps"] == 1)
         sentences.append(f"Seed {seed}: " + mesa_objective_sentence(best_match(rows, layers), lr1))
+    from mesalab.analysis.icl_internals import read_icl_internals
+
     return ICLAnalysis(folder.path, meta, t["icl_training"], t["icl_matches"], t["icl_ood"], t["icl_learning_rates"],
-                       sentences)
+                       sentences, read_icl_internals(folder.path))

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from jinja2 import Environment, select_autoescape  # noqa: E402
 
+from mesalab.report.icl_internals import icl_internals_section  # noqa: E402
 from mesalab.report.html import FIGURES_LOADED_SCRIPT, STYLE, inline_figures, write_html_atomic  # noqa: E402
 
 TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mesalab run: icl-gd</title>
@@ -28,6 +29,17 @@ TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>
 d y_hat / d x_q of the model with that of the reference (for a linear reference, its weight vector), averaged over
 sequences. GD references start from w = 0 with the learning rate tuned on other held-out sequences.</p>
 {% for f in figures %}<figure><img src="data:image/png;base64,{{ f.data }}" alt="{{ f.title }}"><figcaption><b>{{ f.title }}.</b> {{ f.caption }}</figcaption></figure>{% endfor %}
+<h2>Inside the transformer</h2>
+{% if inside_sentences %}<ul>{% for s in inside_sentences %}<li>{{ s }}</li>{% endfor %}</ul>
+{% for f in inside_figures %}<figure><img src="data:image/png;base64,{{ f.data }}" alt="{{ f.title }}"><figcaption><b>{{ f.title }}.</b> {{ f.caption }}</figcaption></figure>{% endfor %}
+{% for t in inside_tables %}<h3>{{ t.title }}</h3><table><tr><th>after layer</th>{% for h in t.header %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for r in t.rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endfor %}
+<p class="note">A probe is fitted on half of the probe sequences and scored on the other half; the gain over the input
+and the margin over the next algorithm are paired bootstrap differences over the held-out sequences. The control task
+fits the same probe to labels shuffled across sequences. Decodable is not the same as used: a layer can carry a
+quantity its read-out ignores.</p>
+{% else %}<p class="note">Not probed yet: <code>mesalab probe {{ run_dir }}</code> probes every layer's token stream for
+the predictions of gradient descent and least squares (about a minute).</p>{% endif %}
 <h2>Configuration</h2><pre>{{ config_json }}</pre>
 """ + FIGURES_LOADED_SCRIPT + """
 </body></html>"""
@@ -64,9 +76,11 @@ def build_icl_report(run_dir: Path, analysis) -> Path:
     figs.append(("Out of distribution", "Query loss when the scale of the inputs or of the task weights moves away "
                  "from training: the model against tuned one-step GD and least squares.", fig_dir / "icl_ood.png"))
     sentences = a.sentences
+    inside_sentences, inside_figs, inside_tables = icl_internals_section(getattr(a, "internals", None), fig_dir)
     env = Environment(autoescape=select_autoescape(default=True))
     html = env.from_string(TEMPLATE).render(
         c=c, seeds=meta["seeds"], sentences=sentences, matches=matches,
-        figures=inline_figures(figs),
+        figures=inline_figures(figs), inside_sentences=inside_sentences, inside_figures=inline_figures(inside_figs),
+        inside_tables=inside_tables, run_dir=str(run_dir),
         config_json=json.dumps(meta, indent=2))
     return write_html_atomic(run_dir / "report.html", html)

@@ -193,6 +193,16 @@ ICL_OOD = _t("icl_ood", "seed INTEGER, shift VARCHAR, scale DOUBLE, model DOUBLE
 ICL_LEARNING_RATES = _t("icl_learning_rates", "seed INTEGER, gd_steps INTEGER, lr DOUBLE")
 ICL_SCHEMA = Schema("icl", (ICL_RUNS, ICL_TRAINING, ICL_MATCHES, ICL_OOD, ICL_LEARNING_RATES))
 
+# -- inside an icl-gd run's transformers (``mesalab probe RUN_DIR`` on an icl-gd folder; probes.duckdb there) ------
+ICL_PROBE_SEEDS = _t("icl_probe_seeds", "seed INTEGER, sequences INTEGER, layers JSON, learning_rates JSON, "
+                     "dataset VARCHAR, created VARCHAR", ("seed",))
+ICL_TOKEN_PROBES = _t("icl_token_probes", "seed INTEGER, layer VARCHAR, source VARCHAR, tokens VARCHAR, label VARCHAR, "
+                      "r2 DOUBLE, ci_low DOUBLE, ci_high DOUBLE, control DOUBLE, selectivity DOUBLE, sel_low DOUBLE, "
+                      "sel_high DOUBLE, gain DOUBLE, gain_low DOUBLE, gain_high DOUBLE, margin DOUBLE, "
+                      "margin_low DOUBLE, margin_high DOUBLE, n_fit INTEGER, n_test INTEGER",
+                      ("seed", "layer", "source", "tokens", "label"))
+ICL_PROBE_SCHEMA = Schema("icl-probe", (ICL_PROBE_SEEDS, ICL_TOKEN_PROBES))
+
 # -- the analytic toy model ---------------------------------------------------------------------------------------
 TOY_MODEL = _t("toy_model", "curve VARCHAR, n DOUBLE, a DOUBLE, p DOUBLE, ceiling_bits DOUBLE, mesa_share DOUBLE, "
                "base_instance_share DOUBLE, base_amortised_share DOUBLE")

@@ -19,7 +19,7 @@ from mesalab.studies.contract import Listing, Options, Study, prepare, run_study
 
 BUILTIN = ("mesalab.studies.gridworld_run", "mesalab.studies.agent_run", "mesalab.studies.icl_run", "mesalab.studies.sweep",
            "mesalab.studies.extrapolation", "mesalab.studies.toy_model", "mesalab.studies.probe_run",
-           "mesalab.studies.maze_probe_run")
+           "mesalab.studies.maze_probe_run", "mesalab.studies.icl_probe_run")
 _KINDS: dict[str, Study] = {}
 _loaded = [False]
 
