@@ -4,10 +4,11 @@ time of the whole command as a user sees it, process start included.
 Usage (writes JSON, prints a summary):
 
     python benchmarks/probe.py --out benchmarks/results/probe.json [--run RUN_DIR]
+    python benchmarks/probe.py --icl --out benchmarks/results/probe-icl.json
 
 Without ``--run`` it first trains a short default run (``mesalab run red-door --seeds 4 --steps 16384``: the
 default model and evaluation; the probe's cost does not depend on how long the seeds trained, its episodes are
-fixed-length scans). Then it times ``mesalab probe`` twice on copies of that folder: after the run, with the
+fixed-length scans; with ``--icl``: the default ``mesalab run icl-gd``, 4 seeds, whose token probes are timed). Then it times ``mesalab probe`` twice on copies of that folder: after the run, with the
 run's compile cache (what a user who just ran ``mesalab run`` on this machine sees), and with an empty compile
 cache (the worst case).
 """
@@ -38,11 +39,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results/probe.json")
     ap.add_argument("--run", default=None, help="a finished run folder (default: train a short default run)")
+    ap.add_argument("--icl", action="store_true", help="time the token probes of a default icl-gd run instead")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp())
     run_cache, cold_cache = work / "cache-run", work / "cache-cold"
     result = {"cores": len(os.sched_getaffinity(0)), "command": "mesalab probe RUN (defaults: 500 levels x 8 states)"}
-    if args.run is None:
+    if args.icl:
+        result["command"] = "mesalab probe RUN (icl-gd folder; defaults: 2000 sequences, every layer)"
+    if args.run is None and args.icl:
+        run = work / "icl-gd"
+        result["train_s"] = timed(["run", "icl-gd", "--out", str(run)], run_cache)
+        result["run"] = "mesalab run icl-gd (defaults: 4 seeds, 1 layer)"
+    elif args.run is None:
         run = work / "red-door"
         result["train_s"] = timed(["run", "red-door", "--seeds", "4", "--steps", "16384", "--out", str(run)], run_cache)
         result["run"] = "mesalab run red-door --seeds 4 --steps 16384 (default model and evaluation)"
