@@ -6,7 +6,10 @@ from mesalab.models.common import conv3x3
 from mesalab.models.factory import KINDS, MODELS, make_model
 from mesalab.models.recurrent import ConvGRUActorCritic, GRUActorCritic, is_recurrent
 from mesalab.models.thinking import RecallThinker
+from mesalab.models.tabular import TabularActorCritic
 from mesalab.models.transformer import ICLTransformer
+from mesalab.models.vin import ValueIterationNetwork
 
 __all__ = ["KINDS", "MODELS", "CNNActorCritic", "ConvGRUActorCritic", "GRUActorCritic", "ICLTransformer",
-           "MLPActorCritic", "RecallThinker", "conv3x3", "is_recurrent", "make_model"]
+           "MLPActorCritic", "RecallThinker", "TabularActorCritic", "ValueIterationNetwork", "conv3x3", "is_recurrent",
+           "make_model"]

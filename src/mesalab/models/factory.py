@@ -9,6 +9,10 @@ Kinds and their ``shape`` settings (defaults in brackets):
   policy's core is iterated ``ticks`` times per step: ``gru`` (a dense GRU of ``width``) or ``convgru``
   (ConvGRU/DRC-style: ``depth`` layers of ``channels`` channels, then a dense layer of ``width``). Settings a kind
   does not use are ignored, so one PPO config builds any of them.
+- ``tabular``, ``vin`` (the two ends of the algorithmic range, also PPO's): ``tabular`` is one logit vector and
+  value per distinct observation in a hashed table of 2^20 slots (no setting); ``vin`` a value iteration network
+  whose reward head has ``channels`` channels and whose hard-coded search runs ``ticks`` Bellman backups per
+  step (its compute dial, like a recurrent model's ticks).
 - ``icl-transformer`` (in-context regression): ``dim``, ``layers`` [1], ``heads`` [1], ``softmax`` [False],
   ``mlp`` [False], ``layernorm`` [False], ``init_scale`` [0.02].
 - ``recall-thinker`` (maze-path recall network): ``in_channels``, ``width`` [32], ``blocks`` [2],
@@ -20,10 +24,12 @@ from __future__ import annotations
 from mesalab.errors import ConfigError
 from mesalab.models.actor_critic import CNNActorCritic, MLPActorCritic
 from mesalab.models.recurrent import ConvGRUActorCritic, GRUActorCritic
+from mesalab.models.tabular import TabularActorCritic
 from mesalab.models.thinking import RecallThinker
 from mesalab.models.transformer import ICLTransformer
+from mesalab.models.vin import ValueIterationNetwork
 
-MODELS = ("mlp", "cnn", "gru", "convgru")  # the actor-critic policies (what PPO's ``model`` setting names)
+MODELS = ("mlp", "cnn", "gru", "convgru", "tabular", "vin")  # the actor-critics (what PPO's ``model`` setting names)
 KINDS = (*MODELS, "icl-transformer", "recall-thinker")
 
 
@@ -35,6 +41,10 @@ def _actor_critic(kind: str, *, key, obs_shape, n_actions: int, width: int = 128
         return CNNActorCritic(obs_shape, n_actions, (16,) * depth, width, key=key)
     if kind == "gru":
         return GRUActorCritic(obs_shape, n_actions, width, ticks, key=key)
+    if kind == "tabular":
+        return TabularActorCritic(obs_shape, n_actions, key=key)
+    if kind == "vin":
+        return ValueIterationNetwork(obs_shape, n_actions, channels, ticks, key=key)
     return ConvGRUActorCritic(obs_shape, n_actions, channels, depth, width, ticks, key=key)
 
 

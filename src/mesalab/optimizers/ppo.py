@@ -43,8 +43,10 @@ class PPOConfig(DictConfig, settings_name="PPO"):
         clip_eps: PPO ratio clip. ent_coef, vf_coef: entropy bonus and value-loss weights.
         max_grad_norm: global gradient-norm clip.
         weight_decay: decoupled L2 weight decay (a description-length / simplicity dial).
-        model: ``mlp``, ``cnn``, or recurrent ``gru`` / ``convgru``; width, depth: its capacity dials.
-        ticks: internal iterations per environment step of a recurrent model (the compute dial);
+        model: ``mlp``, ``cnn``, recurrent ``gru`` / ``convgru``, ``tabular`` (a hashed table, one entry per
+            observation) or ``vin`` (a value iteration network); width, depth: its capacity dials.
+        ticks: internal iterations per environment step of a recurrent model, or a VIN's Bellman backups (the
+            compute dial);
             channels: its ConvGRU channels. A recurrent model is trained with backpropagation through each
             rollout (hidden state carried across steps, reset at episode start; minibatches are sets of envs).
         n_levels: number of distinct training levels N; 0 means unlimited (a fresh pool every update).
