@@ -147,3 +147,20 @@ def test_the_search_budget_is_a_test_time_dial():
     accuracy = lambda m: best[np.arange(len(obs)), np.asarray(jnp.argmax(jax.vmap(m)(obs)[0][0], -1))].mean()  # noqa
     short, long = accuracy(vin), accuracy(vin.with_iterations(200))
     assert long == 1.0 and short < 0.9
+
+
+# -- bits from search --------------------------------------------------------------------------------------------------
+
+def test_bits_from_search_are_zero_at_budget_zero_and_rise_to_the_ceiling():
+    from mesalab.diagnostics.search_bits import search_bits
+
+    task = get_task("maze")
+    params, _ = task.sample_params(jax.random.key(5), task.test, 60)
+    vin = planted_vin(task, 0)
+    rows = {r.budget: r for r in search_bits(task, vin, (0, 2, 8, 40), params, jax.random.key(6), "egocentric")}
+    assert rows[0].gain == 0.0 and rows[0].gain_ci == (0.0, 0.0)  # the same episodes: zero by construction
+    assert rows[2].gain < rows[8].gain < rows[40].gain
+    assert rows[8].gain_ci[0] > 0
+    # with search past every distance the planted VIN walks shortest paths: every level solved, bits at the ceiling
+    assert rows[40].success == 1.0 and rows[40].bits == pytest.approx(rows[40].ceiling, rel=1e-6)
+    assert 0 < rows[40].share <= 1.0 and rows[0].success < 0.5
