@@ -93,8 +93,7 @@ def planted_vin(task, iterations: int) -> ValueIterationNetwork:
     names = [CHANNEL_NAMES[i] for i in task.env.channels] if task.env.obs_mode == "lean" else list(CHANNEL_NAMES)
     goal = names.index("type:goal")
     vin = ValueIterationNetwork(shape, 4, channels=4, iterations=iterations, key=jax.random.key(0))
-    c = shape[-1]
-    w = jnp.zeros_like(vin.conv_w).at[4 * c + goal, 0].set(1.0)  # the centre tap of the 3x3 patch
+    w = jnp.zeros_like(vin.conv_w).at[goal, 0].set(1.0)
     vin = eqx.tree_at(lambda m: (m.conv_w, m.reward_w), vin, (w, jnp.zeros_like(vin.reward_w).at[0].set(1.0)))
     return eqx.tree_at(lambda m: m.beta, vin, jnp.asarray(100.0))
 

@@ -1,8 +1,13 @@
 """A value iteration network (Tamar et al. 2016) for the gridworlds: search is hard-coded, only the objective is
 learned.
 
-From the observation a small convolutional head computes a **reward map** ``r[H, W]`` (the model's learned
-objective, directly inspectable: its mesa-objective). Then ``K`` steps of value iteration run on the observed grid
+From the observation a small per-cell network (a 1x1 convolution, ReLU, 1x1) computes a **reward map**
+``r[H, W]``: the model's learned objective, directly inspectable as its mesa-objective. Each cell's reward is a
+function of what that cell holds (wall, object type, colour, the agent), not of its neighbourhood, so the reward
+map is a reward over cell contents that transfers to any layout and size, and is comparable with the base
+objective and the proxies (which are rewards over cell contents too); everything about *where to go* is left to
+the search. (A 3x3 reward head learned local heuristics on 9x9 mazes (reward noise of std 0.12 on free cells
+against 0.28 on the goal) and solved 57% of 17x17 mazes; this head generalises, see the README.) Then ``K`` steps of value iteration run on the observed grid
 with the grid's own moves: ``Q_k(s, a) = r(s') + gamma V_{k-1}(s')`` where ``s'`` is the cell action ``a`` leads to
 (the agent stays put when that cell is a wall or outside the view), ``V_k = max_a Q_k``, ``V_0 = 0``. The policy's
 logits are ``beta * Q_K`` at the agent's cell (the centre of an egocentric or lean view; the agent channel of a
@@ -27,7 +32,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from mesalab.models.common import Intervention, conv3x3, tap
+from mesalab.models.common import Intervention, tap
 from mesalab.tasks.grid import AGENT_CHANNEL, N_OBS_CHANNELS, WALL_CHANNEL
 
 DEFAULT_ITERATIONS = 20
@@ -72,7 +77,7 @@ def value_iteration(reward: jax.Array, blocked: jax.Array, iterations: int, gamm
 class ValueIterationNetwork(eqx.Module):
     """Learned reward map -> K steps of value iteration on the observed grid -> Q at the agent (module docstring)."""
 
-    conv_w: jax.Array  # [9C, F] the reward head's 3x3 layer
+    conv_w: jax.Array  # [C, F] the reward head's per-cell layer
     conv_b: jax.Array  # [F]
     reward_w: jax.Array  # [F] 1x1 -> reward map
     reward_b: jax.Array  # []
@@ -90,7 +95,7 @@ class ValueIterationNetwork(eqx.Module):
             raise ValueError(f"a value iteration network moves on the grid (4 actions), got {n_actions}")
         c = obs_shape[-1]
         k1, k2 = jax.random.split(key)
-        self.conv_w = jax.nn.initializers.he_normal()(k1, (9 * c, channels), jnp.float32)
+        self.conv_w = jax.nn.initializers.he_normal()(k1, (c, channels), jnp.float32)
         self.conv_b = jnp.zeros((channels,), jnp.float32)
         self.reward_w = 0.1 * jax.random.normal(k2, (channels,), jnp.float32)
         self.reward_b = jnp.zeros((), jnp.float32)
@@ -112,7 +117,7 @@ class ValueIterationNetwork(eqx.Module):
     def __call__(self, obs: jax.Array, interventions: Mapping[str, Intervention] | None = None):
         acts: dict = {}
         x = tap("input", obs.astype(jnp.float32), acts, interventions)
-        hmap = tap("features", jax.nn.relu(conv3x3(x, self.conv_w, self.conv_b)), acts, interventions)
+        hmap = tap("features", jax.nn.relu(x @ self.conv_w + self.conv_b[None, None, :]), acts, interventions)
         reward = tap("reward_map", hmap @ self.reward_w + self.reward_b, acts, interventions)
         blocked = x[..., self.wall_channel] > 0.5
         q, v = value_iteration(reward, blocked, self.iterations)
