@@ -9,6 +9,8 @@ Kinds and their ``shape`` settings (defaults in brackets):
   policy's core is iterated ``ticks`` times per step: ``gru`` (a dense GRU of ``width``) or ``convgru``
   (ConvGRU/DRC-style: ``depth`` layers of ``channels`` channels, then a dense layer of ``width``). Settings a kind
   does not use are ignored, so one PPO config builds any of them.
+- ``transformer`` (PPO's too): every cell a token, ``depth`` softmax-attention blocks of ``width`` (4 heads; attention
+  over all H*W cells costs about ``H*W*width`` per token: use a small width such as 32), read from a summary token.
 - ``tabular``, ``vin`` (the two ends of the algorithmic range, also PPO's): ``tabular`` is one logit vector and
   value per distinct observation in a hashed table of 2^20 slots (no setting); ``vin`` a value iteration network
   whose reward head has ``channels`` channels and whose hard-coded search runs ``ticks`` Bellman backups per
@@ -23,13 +25,14 @@ from __future__ import annotations
 
 from mesalab.errors import ConfigError
 from mesalab.models.actor_critic import CNNActorCritic, MLPActorCritic
+from mesalab.models.grid_transformer import GridTransformerActorCritic
 from mesalab.models.recurrent import ConvGRUActorCritic, GRUActorCritic
 from mesalab.models.tabular import TabularActorCritic
 from mesalab.models.thinking import RecallThinker
 from mesalab.models.transformer import ICLTransformer
 from mesalab.models.vin import ValueIterationNetwork
 
-MODELS = ("mlp", "cnn", "gru", "convgru", "tabular", "vin")  # the actor-critics (what PPO's ``model`` setting names)
+MODELS = ("mlp", "cnn", "gru", "convgru", "transformer", "tabular", "vin")  # the actor-critics (what PPO's ``model`` setting names)
 KINDS = (*MODELS, "icl-transformer", "recall-thinker")
 
 
@@ -43,6 +46,8 @@ def _actor_critic(kind: str, *, key, obs_shape, n_actions: int, width: int = 128
         return GRUActorCritic(obs_shape, n_actions, width, ticks, key=key)
     if kind == "tabular":
         return TabularActorCritic(obs_shape, n_actions, key=key)
+    if kind == "transformer":
+        return GridTransformerActorCritic(obs_shape, n_actions, width, depth, key=key)
     if kind == "vin":
         return ValueIterationNetwork(obs_shape, n_actions, channels, ticks, key=key)
     return ConvGRUActorCritic(obs_shape, n_actions, channels, depth, width, ticks, key=key)

@@ -7,7 +7,11 @@ a 32-bit avalanche finaliser, then the low ``log2(slots)`` bits); two observatio
 collision (about ``n^2 / (2 slots)`` pairs among ``n`` distinct observations). The table is read as
 ``scale * table[slot]``: Adam moves every parameter by about ``lr`` per step whatever its gradient's size, and a
 table entry is touched only by its own observation's samples, so the scale lets PPO's learning rate move a logit
-by ``scale * lr`` per step (a reparametrisation; it changes no fixed point).
+by ``scale * lr`` per step (a reparametrisation; it changes no fixed point). Every value starts at the largest
+return an episode can earn (``OPTIMISM``, optimistic initialisation): a table cannot generalise between
+observations, so without it exploration is a random walk. With zero initial values PPO never found the goal of the
+one of 16 training mazes whose shortest path is longest (23 steps in 60) in 2M steps; with optimism it learns all 16
+in 1M.
 
 Calling convention (the actor-critics'): ``model(obs) -> ((logits, value), activations)``; named activations
 ``input`` (the flattened observation), ``slot`` (int32[]), ``logits``, ``value``.
@@ -25,6 +29,7 @@ from mesalab.models.common import Intervention, tap
 
 DEFAULT_SLOTS_LOG2 = 20  # 2^20 slots: about 0.1 expected collisions among the ~500 states of 16 mazes
 HASH_SEED = 0x5EED
+OPTIMISM = 1.0  # the value of an observation never trained on: the most any gridworld episode returns
 
 
 def _avalanche(h: jax.Array) -> jax.Array:
@@ -54,10 +59,10 @@ class TabularActorCritic(eqx.Module):
     scale: float = eqx.field(static=True)
 
     def __init__(self, obs_shape: Sequence[int], n_actions: int, slots_log2: int = DEFAULT_SLOTS_LOG2,
-                 scale: float = 20.0, *, key=None):
-        del obs_shape, key  # every table starts at zero: uniform policy, value 0
+                 scale: float = 20.0, optimism: float = OPTIMISM, *, key=None):
+        del obs_shape, key  # every table starts the same: uniform policy, value ``optimism``
         self.logits_table = jnp.zeros((1 << slots_log2, n_actions), jnp.float32)
-        self.value_table = jnp.zeros((1 << slots_log2,), jnp.float32)
+        self.value_table = jnp.full((1 << slots_log2,), float(optimism) / float(scale), jnp.float32)
         self.slots_log2 = int(slots_log2)
         self.scale = float(scale)
 

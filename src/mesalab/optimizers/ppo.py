@@ -43,7 +43,8 @@ class PPOConfig(DictConfig, settings_name="PPO"):
         clip_eps: PPO ratio clip. ent_coef, vf_coef: entropy bonus and value-loss weights.
         max_grad_norm: global gradient-norm clip.
         weight_decay: decoupled L2 weight decay (a description-length / simplicity dial).
-        model: ``mlp``, ``cnn``, recurrent ``gru`` / ``convgru``, ``tabular`` (a hashed table, one entry per
+        model: ``mlp``, ``cnn``, recurrent ``gru`` / ``convgru``, ``transformer`` (cells as tokens; width is its
+            model width, depth its blocks), ``tabular`` (a hashed table, one entry per
             observation) or ``vin`` (a value iteration network); width, depth: its capacity dials.
         ticks: internal iterations per environment step of a recurrent model, or a VIN's Bellman backups (the
             compute dial);
