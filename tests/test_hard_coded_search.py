@@ -206,7 +206,6 @@ def test_a_trained_table_memorises_its_mazes_and_stays_near_random_elsewhere():
     from mesalab.diagnostics.stats import wilson_interval
     from mesalab.optimizers import PPOConfig
     from mesalab.optimizers.ppo import make_train, training_distribution
-    from mesalab.tasks.grid import EnvParams  # noqa: F401  (the pools below are EnvParams)
 
     config = PPOConfig(task="maze", model="tabular", n_levels=16, total_steps=1_048_576)
     model, _ = jax.jit(make_train(config))(jax.random.key(0))

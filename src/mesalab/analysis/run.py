@@ -115,8 +115,6 @@ def probe_summary(task, pursuit: list[dict], readings: list[dict], verdicts: lis
     """The probe table across seeds and its one-sentence reading (see :mod:`mesalab.diagnostics.probe_pursuit`)."""
     from collections import Counter
 
-    import numpy as np
-
     from mesalab.diagnostics.probe_pursuit import MIN_LEVELS, hypothesis_names, set_label
     from mesalab.diagnostics.stats import bootstrap_mean_ci, wilson_interval
 
