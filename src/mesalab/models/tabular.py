@@ -25,6 +25,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from mesalab.hash32 import mix32
 from mesalab.models.common import Intervention, tap
 
 DEFAULT_SLOTS_LOG2 = 20  # 2^20 slots: about 0.1 expected collisions among the ~500 states of 16 mazes
@@ -32,21 +33,12 @@ HASH_SEED = 0x5EED
 OPTIMISM = 1.0  # the value of an observation never trained on: the most any gridworld episode returns
 
 
-def _avalanche(h: jax.Array) -> jax.Array:
-    """MurmurHash3's 32-bit finaliser (every input bit flips each output bit with probability about 1/2)."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
 def observation_slot(obs: jax.Array, slots_log2: int) -> jax.Array:
     """The table slot of one observation (int32[]): deterministic, the same in every process."""
     flat = jnp.asarray(obs).reshape(-1)
     values = jnp.round(flat.astype(jnp.float32) * 255.0).astype(jnp.uint32)  # one-hot / uint8 cells, exactly
     mult = jax.random.bits(jax.random.key(HASH_SEED), (flat.shape[0],), jnp.uint32) | jnp.uint32(1)
-    h = _avalanche(jnp.sum(values * mult, dtype=jnp.uint32) + jnp.uint32(flat.shape[0]))
+    h = mix32(jnp.sum(values * mult, dtype=jnp.uint32) + jnp.uint32(flat.shape[0]))
     return (h & jnp.uint32((1 << slots_log2) - 1)).astype(jnp.int32)
 
 

@@ -52,20 +52,12 @@ from mesalab.tasks.grid import GridEnv
 from mesalab.tasks.gym_adapter import (MOVES, OBJECT_BIT, TARGET_BIT, WALL_BIT, channel_names, grid_tables,
                                        level_pool, observation_space, resolve_obs_mode)
 from mesalab.tasks.keys_chests.task import KeysChestsTask
+from mesalab.hash32 import mix32
 from mesalab.tasks.registry import Task, get_task
 
 _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 # the per-copy flags of the small output buffer, in order (one byte each), then one byte "the actions were valid"
 FLAGS: tuple[str, ...] = ("terminated", "truncated", "success", "_success", "_level")
-
-
-def mix32(x: jax.Array) -> jax.Array:
-    """MurmurHash3's 32-bit finaliser (``fmix32``) of ``uint32`` values: a bijection that mixes every input bit."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x85EBCA6B)
-    x = x ^ (x >> 13)
-    x = x * jnp.uint32(0xC2B2AE35)
-    return x ^ (x >> 16)
 
 
 def draw_levels(seed, k, n: int, n_levels, level_offset=0) -> jax.Array:
