@@ -33,8 +33,8 @@ class ModelInternals(NamedTuple):
 
 
 def default_layers(shapes: dict) -> list[str]:
-    """Every named activation but the heads."""
-    return [k for k in shapes if k not in HEADS]
+    """Every named activation but the heads and the scalars (a tabular model's slot index)."""
+    return [k for k, shape in shapes.items() if k not in HEADS and len(shape) > 0]
 
 
 def check_layers(shapes: dict, layers) -> list[str]:
