@@ -240,6 +240,6 @@ def test_each_range_model_is_a_ppo_model_with_named_activations(kind, names):
         assert acts["tokens"].shape == (81, 16) and acts["layer_1/attention"].shape == (81,)
         total = float(acts["layer_1/attention"].sum())  # the summary token's attention on the cells (rest: itself)
         assert 0.0 < total < 1.0 and float(acts["layer_1/attention"].min()) > 0.0
-    # a new layout is a new input, and the same weights answer it (interventions replace a named activation)
+    # interventions replace a named activation (the functional hook every model offers)
     (l2, _), _ = model(obs, interventions={"logits": jnp.zeros(4)})
     assert not np.asarray(l2).any()

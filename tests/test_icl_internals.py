@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mesalab.analysis.icl_internals import ICLInternals, TokenProbeRow, held_label, reading_sentences
+from mesalab.analysis.icl_internals import ICLInternals, TokenProbeRow, held_label, layer_number, reading_sentences
 from mesalab.analysis.internals import Estimate
 from mesalab.diagnostics import icl_internals as ii
 from mesalab.diagnostics.icl_analysis import tuned_lr
@@ -73,7 +73,7 @@ def as_internals(probes) -> ICLInternals:
     rows = [TokenProbeRow(p.layer, p.source, p.tokens, p.label, Estimate(p.r2, *p.ci, 1), p.control,
                           Estimate(p.selectivity, *p.selectivity_ci, 1), Estimate(p.gain, *p.gain_ci, 1),
                           Estimate(p.margin, *p.margin_ci, 1), p.n_test) for p in probes]
-    layers = sorted({p.layer for p in probes if p.layer != "input"})
+    layers = sorted({p.layer for p in probes if p.layer != "input"}, key=layer_number)
     m = ICLInternals([0], layers, rows)
     m.readings = {(layer, t): held_label(m, layer, t) for layer in layers for t in ii.TOKENS}
     m.sentences = reading_sentences(m)
@@ -195,3 +195,29 @@ def test_mesalab_probe_on_an_icl_folder(tmp_path):
     assert again.returncode == 2 and "already holds the probes" in again.stderr
     other = run("probe", str(d))
     assert other.returncode == 2 and "sequences 300 -> 2000" in other.stderr
+
+
+def test_what_an_untrained_transformer_also_gains_is_not_named(data):
+    """The same hand-built GD transformer as the 'trained' and as the 'untrained' model: its gain is explained
+    away, so no algorithm is named and the sentence says why."""
+    batch, lrs = data
+    model = gd_transformer([lrs[1]])
+    probes, _, _ = ii.probe_transformer(model, model, batch, lrs, seed=4, n_boot=200)
+    m = as_internals(probes)
+    assert m.readings[("layer_0/residual", "query")] is None
+    assert "but not clearly more than an untrained transformer" in m.sentences[0], m.sentences[0]
+
+
+def test_a_subset_of_layers_reads_its_own_previous_layer(data):
+    """Probing layers 2 and 3 only, of a model whose third layer writes nothing (step size 0): layer 3's sentence
+    says it kept layer 2's content; layer 2's compares with nothing (layer 1 was not probed)."""
+    batch, lrs = data
+    model = gd_transformer([lrs[2], lrs[2], 0.0])
+    probes, _, _ = ii.probe_transformer(model, None, batch, lrs, seed=6, n_boot=200,
+                                        layers=["layer_1/residual", "layer_2/residual"])
+    assert {p.layer for p in probes} == {"input", "layer_1/residual", "layer_2/residual"}
+    m = as_internals(probes)
+    assert m.readings[("layer_1/residual", "query")] == m.readings[("layer_2/residual", "query")] == "gd-2-step"
+    after2 = next(s for s in m.sentences if s.startswith("After layer 2, the query"))
+    after3 = next(s for s in m.sentences if s.startswith("After layer 3, the query"))
+    assert "as after layer" not in after2 and "(as after layer 2: this layer did not rewrite it" in after3

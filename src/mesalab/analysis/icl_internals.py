@@ -1,11 +1,14 @@
 """What ``mesalab probe`` found inside an icl-gd run's transformers, read back and summarised across seeds
 (:mod:`mesalab.diagnostics.icl_internals` for the measures).
 
-Every figure is a mean over seeds with a 95% percentile bootstrap interval over seeds (one seed: its own bootstrap
-interval over held-out sequences). The reading per layer and token kind names the learning algorithm whose
-prediction the layer wrote into those tokens: the label whose gain over the input alone is larger than every other
-algorithm's (margin CI above 0) and larger than an untrained transformer's gain; it says "closest to ... but only
-partly" when that label's R² stays below 0.9, and that nothing is held when no label passes.
+Every figure is a mean over seeds with a 95% percentile bootstrap interval over the seeds' values (one seed: its
+own bootstrap interval over held-out sequences). The reading per layer and token kind names the learning algorithm
+whose prediction the layer wrote into those tokens: the label whose gain over the input alone clearly beats an
+untrained transformer's (gain CI low above its gain, floored at 0, + 0.05) and whose relative gain beats every other
+algorithm's (margin CI above 0). It says "holds" when that label's R² CI low is at least 0.9 and "comes closest to,
+but only partly holds" below; "cannot attribute to one algorithm" when something was written but no margin clears
+0; "not clearly more than an untrained transformer" when only an untrained one's gain explains it away; and
+"carries no algorithm's prediction" otherwise.
 """
 
 from __future__ import annotations
@@ -100,16 +103,27 @@ def read_icl_internals(path: Path | str) -> ICLInternals | None:
     return m
 
 
+def untrained_gain(m: ICLInternals, layer: str, tokens: str, label: str) -> float:
+    """The untrained transformer's gain for the label (0 when absent or below 0: a floor, never a lower bar)."""
+    u = m.row(layer, "random-init", tokens, label)
+    return max(u.gain.mean, 0.0) if u is not None and math.isfinite(u.gain.mean) else 0.0
+
+
+def wrote(m: ICLInternals, layer: str, tokens: str, label: str) -> bool:
+    """The layer wrote the label: its gain over the input is clearly above an untrained transformer's."""
+    p = m.row(layer, "trained", tokens, label)
+    return p is not None and math.isfinite(p.gain.low) and p.gain.low > untrained_gain(m, layer, tokens, label) + GAIN
+
+
 def held_label(m: ICLInternals, layer: str, tokens: str) -> str | None:
     """The algorithm label the layer wrote into these tokens (module docstring), or None."""
     for label in m.labels():
         if label == TARGET:
             continue
-        p, u = m.row(layer, "trained", tokens, label), m.row(layer, "random-init", tokens, label)
+        p = m.row(layer, "trained", tokens, label)
         if p is None or not math.isfinite(p.margin.low) or p.margin.low <= 0:
             continue
-        untrained = u.gain.mean if u is not None and math.isfinite(u.gain.mean) else 0.0
-        if math.isfinite(p.gain.low) and p.gain.low > untrained + GAIN:
+        if wrote(m, layer, tokens, label):
             return label
     return None
 
@@ -147,7 +161,8 @@ def reading_sentences(m: ICLInternals) -> list[str]:
             if held is not None:
                 p, u, i = (m.row(layer, "trained", tokens, held), m.row(layer, "random-init", tokens, held),
                            m.row("input", "input", tokens, held))
-                if math.isfinite(p.r2.low) and p.r2.low >= FULL:
+                strong = math.isfinite(p.r2.low) and p.r2.low >= FULL
+                if strong:
                     verb = "holds" if one else "hold"
                 else:
                     verb = f"come{'s' if one else ''} closest to, but only partly hold{'s' if one else ''},"
@@ -155,10 +170,11 @@ def reading_sentences(m: ICLInternals) -> list[str]:
                 text = (f"{head} {verb} {_what(tokens, held)}: R² {p.r2.text()} from a linear probe of the residual "
                         f"stream beside the input, gain over the input alone {p.gain.text()} (input alone "
                         f"{_num(i)}, an untrained transformer {_num(u)}; control task {p.control:.2f}), ahead of "
-                        f"the next algorithm by {p.margin.text()} in gain (the others' gains: {others})")
+                        f"the next algorithm by {p.margin.text()} in relative gain (the others' gains: {others})")
                 n = layer_number(layer)
-                before = m.readings.get((m.layers[m.layers.index(layer) - 1], tokens)) if n > 1 else None
-                if not one and held == gd_name(n):
+                previous = next((x for x in m.layers if layer_number(x) == n - 1), None)
+                before = m.readings.get((previous, tokens)) if previous is not None else None
+                if not one and held == gd_name(n) and strong:
                     text += (f": after {n} layer{'s' if n > 1 else ''} the context holds the fit of {n} GD "
                              f"step{'s' if n > 1 else ''}, as in von Oswald et al.'s (2023) construction where every "
                              "layer takes one GD step on the context")
@@ -166,23 +182,27 @@ def reading_sentences(m: ICLInternals) -> list[str]:
                     text += f" (as after layer {n - 1}: this layer did not rewrite it into another algorithm's)"
                 out.append(text + ".")
                 continue
-            best_lab, best = max(rows, key=lambda t: t[1].gain.mean if math.isfinite(t[1].gain.mean) else -math.inf)
-            ties = [lab for lab, r in rows if lab != best_lab and math.isfinite(r.gain.high) and r.gain.high >= best.gain.low]
-            if math.isfinite(best.gain.low) and best.gain.low > GAIN and ties:
+            written = [(lab, r) for lab, r in rows if wrote(m, layer, tokens, lab)]
+            if written:  # something was written, but no algorithm's margin clears 0
+                best_lab, best = max(written, key=lambda t: (math.isfinite(t[1].margin.mean),
+                                                             t[1].margin.mean if math.isfinite(t[1].margin.mean)
+                                                             else t[1].gain.mean))
+                others = ", ".join(lab for lab, _ in written if lab != best_lab) or "the other references"
                 out.append(f"{head} {'holds' if one else 'hold'} a prediction the probes cannot attribute to one "
-                           f"algorithm: {best_lab} (gain over the input {best.gain.text()}) and {', '.join(ties)} are "
-                           "within each other's intervals.")
-            elif math.isfinite(best.gain.low) and best.gain.low > GAIN:
-                u = m.row(layer, "random-init", tokens, best_lab)
+                           f"algorithm: {best_lab} (gain over the input {best.gain.text()}) is not clearly ahead of "
+                           f"{others} (margin {best.margin.text()}).")
+                continue
+            best_lab, best = max(rows, key=lambda t: t[1].gain.mean if math.isfinite(t[1].gain.mean) else -math.inf)
+            if math.isfinite(best.gain.low) and best.gain.low > GAIN:
                 out.append(f"{head} gain{'s' if one else ''} {best_lab}'s prediction over the input "
                            f"({best.gain.text()}), but not clearly more than an untrained transformer of the same "
-                           f"architecture does ({u.gain.mean if u else math.nan:.2f}), so the probes name no algorithm.")
+                           f"architecture does ({untrained_gain(m, layer, tokens, best_lab):.2f}), so the probes name "
+                           "no algorithm.")
             else:
                 i = m.row("input", "input", tokens, best_lab)
                 out.append(f"{head} {'carries' if one else 'carry'} no algorithm's prediction beyond what "
-                           f"{'it' if one else 'they'} held before the first layer and beyond an untrained transformer "
-                           f"(best: {best_lab}, R² {best.r2.text()}, gain over the input {best.gain.text()}; input "
-                           f"alone {_num(i)}).")
+                           f"{'it' if one else 'they'} held before the first layer (best: {best_lab}, R² "
+                           f"{best.r2.text()}, gain over the input {best.gain.text()}; input alone {_num(i)}).")
     return out
 
 

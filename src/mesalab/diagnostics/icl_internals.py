@@ -14,12 +14,17 @@ the labels are exact functions of the context:
 
 A probe reads one token's residual stream after layer l *beside the token's input* (``[residual, input]``, a
 closed-form ridge with the penalty chosen by two-fold cross-validation over sequences; query and context tokens
-are probed apart), fitted on half the sequences and scored (R²) on the others. Three baselines: the same probe on
-the input alone (what the token held before any layer), on a random-initialised transformer of the same
-architecture, and on labels shuffled across sequences (the control task of Hewitt & Liang 2019). Each label's
-``margin`` is its R² minus the best *other* algorithm reference's (``target`` is not an algorithm), with a paired
-bootstrap over held-out sequences: a layer holds algorithm A's prediction when A's margin is above 0 and its R²
-clearly above both baselines.
+are probed apart), fitted on half the sequences and scored (R²) on the other half. Baselines: the same probe on the
+input alone (what the token held before any layer), on a random-initialised transformer of the same architecture,
+and on labels shuffled across sequences (a control task in the manner of Hewitt & Liang 2019; for these continuous
+labels it measures the floor, about 0, since a shuffled label is unpredictable from any token). A label's ``gain``
+is its R² minus the input-alone probe's; its ``relative gain`` is that gain over what the input left unexplained,
+``(R² - R²_input) / (1 - R²_input)``, so a label the input nearly explains (a context token's y_i is least
+squares' fit when N >= d without noise) is not favoured or penalised for its small room to gain; a label the
+input explains to within 1% has none (NaN). Each algorithm label's ``margin`` is its relative gain minus the
+best other algorithm's (``target`` is not an algorithm), all with a paired bootstrap over held-out sequences; the
+reading (:mod:`mesalab.analysis.icl_internals`) names algorithm A only when A's margin is above 0 and its gain is
+clearly above an untrained transformer's.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import numpy as np
 from mesalab.diagnostics.probes import N_BOOT, _boot_weights, _ci, control_permutation, ridge_cv, split_levels
 
 TOKENS = ("query", "context")
+MIN_ROOM = 0.01  # a label the input explains to within this (1 - R²) has no room to gain: no margin
 TARGET = "target"
 LEAST_SQUARES = "least-squares"
 SOURCES = ("trained", "random-init", "input")
@@ -59,7 +65,7 @@ class TokenProbe(NamedTuple):
     selectivity_ci: tuple[float, float]
     gain: float  # r2 minus the input-alone probe's r2 of the same label (what the layers wrote)
     gain_ci: tuple[float, float]
-    margin: float  # gain minus the best other algorithm label's gain (nan for target and for the input itself)
+    margin: float  # relative gain minus the best other algorithm's (nan: target, the input itself, no room to gain)
     margin_ci: tuple[float, float]
     n_fit: int
     n_test: int
@@ -147,20 +153,25 @@ def probe_tokens(features: np.ndarray | None, inputs: np.ndarray, labels: dict, 
     algorithms = algorithm_labels(labels)
     out = []
     for tokens, sl in TOKEN_SLICES.items():
-        r2, boots, gains, gboots = {}, {}, {}, {}
+        r2, boots, gains, gboots, rel, rboots = {}, {}, {}, {}, {}, {}
         for name in labels:
             err, dev, cerr, cdev = sums[(tokens, name)]
             berr, bdev = base[(tokens, name)][:2]
             r2[name] = (float(_r2(err, dev)), float(_r2(cerr, cdev)))
             boots[name] = (_r2(err, dev, boot), _r2(cerr, cdev, boot))
-            gains[name] = r2[name][0] - float(_r2(berr, bdev))
-            gboots[name] = boots[name][0] - _r2(berr, bdev, boot)
+            base_r2, base_boot = float(_r2(berr, bdev)), _r2(berr, bdev, boot)
+            gains[name] = r2[name][0] - base_r2
+            gboots[name] = boots[name][0] - base_boot
+            room, rooms = 1.0 - base_r2, 1.0 - base_boot
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rel[name] = gains[name] / room if room > MIN_ROOM else float("nan")
+                rboots[name] = np.where(rooms > MIN_ROOM, gboots[name] / rooms, np.nan)
         n_tok = len(range(*sl.indices(inputs.shape[1])))
         for name in labels:
-            others = [o for o in algorithms if o != name]
-            if name in algorithms and others and baseline is not None:
-                margin = gains[name] - max(gains[o] for o in others)
-                margin_ci = _ci(gboots[name] - np.max([gboots[o] for o in others], axis=0))
+            others = [o for o in algorithms if o != name and np.isfinite(rel[o])]
+            if name in algorithms and others and baseline is not None and np.isfinite(rel[name]):
+                margin = rel[name] - max(rel[o] for o in others)
+                margin_ci = _ci(rboots[name] - np.max([rboots[o] for o in others], axis=0))
             else:
                 margin, margin_ci = float("nan"), (float("nan"), float("nan"))
             value, control = r2[name]
@@ -187,21 +198,3 @@ def probe_transformer(model, random_model, batch, lrs: dict, seed: int = 0, n_bo
         for layer, feats in stream.items():
             out += probe_tokens(feats, inputs, labels, layer, source, seed, n_boot, baseline=base)[0]
     return out, {"input": inputs, **{f"{s}/{k}": v for s, st in streams.items() for k, v in st.items()}}, labels
-
-
-# -- the reading ---------------------------------------------------------------------------------------------------
-
-BEYOND = 0.1  # a layer holds a label when its R² CI is above both baselines (input, untrained) by this much
-
-
-def held_algorithm(rows: Sequence, input_r2: dict, untrained_r2: dict) -> str | None:
-    """The algorithm label a layer's tokens hold, or None. ``rows``: objects with ``label``, ``r2``-like ``low``
-    (CI low of R²) and ``margin_low`` (CI low of the margin over every other algorithm); ``input_r2`` and
-    ``untrained_r2``: the baselines' R² per label."""
-    for r in rows:
-        if r.label == TARGET or not np.isfinite(r.margin_low) or r.margin_low <= 0:
-            continue
-        base = max(input_r2.get(r.label, 0.0), untrained_r2.get(r.label, 0.0))
-        if np.isfinite(r.low) and r.low > base + BEYOND:
-            return r.label
-    return None

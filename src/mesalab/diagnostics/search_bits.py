@@ -1,8 +1,10 @@
 """Bits contributed by a model's hard-coded search: the optimization power (``optimization_power``: exact bits of
 each episode against a uniformly random policy) of the same model run with search budget K, minus run with budget
 0, on the same levels with the same keys. The difference is 0 at budget 0 by construction, and is what the search
-adds over the learned parts alone ("Conditions for Mesa-Optimization" §2.2: optimization moved from the base
-optimizer into the architecture).
+adds over what the model does without it ("Conditions for Mesa-Optimization" §2.2: optimization moved from the
+base optimizer into the architecture). For a value iteration network budget 0 is the uniform policy (its learned
+reward map acts only through the search), so there the gain is the bits over a random policy; a model whose
+learned parts also act without search (a prior) splits the power between the two.
 
 A model offers a search budget through ``with_iterations(K)`` (the value iteration network's Bellman backups).
 """

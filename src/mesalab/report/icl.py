@@ -34,12 +34,14 @@ sequences. GD references start from w = 0 with the learning rate tuned on other 
 {% for f in inside_figures %}<figure><img src="data:image/png;base64,{{ f.data }}" alt="{{ f.title }}"><figcaption><b>{{ f.title }}.</b> {{ f.caption }}</figcaption></figure>{% endfor %}
 {% for t in inside_tables %}<h3>{{ t.title }}</h3><table><tr><th>after layer</th>{% for h in t.header %}<th>{{ h }}</th>{% endfor %}</tr>
 {% for r in t.rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endfor %}
-<p class="note">A probe is fitted on half of the probe sequences and scored on the other half; the gain over the input
-and the margin over the next algorithm are paired bootstrap differences over the held-out sequences. The control task
-fits the same probe to labels shuffled across sequences. Decodable is not the same as used: a layer can carry a
-quantity its read-out ignores.</p>
+<p class="note">A probe is fitted on half of the probe sequences and scored on the other half. Within a seed, the gain
+over the input and the margin over the next algorithm (in relative gain: the gain over what the input left unexplained)
+are paired bootstrap differences over the held-out sequences; with several seeds each figure is the mean over seeds
+and its interval a bootstrap over the seeds' values. The control task fits the same probe to labels shuffled across
+sequences (the floor, about 0). Decodable is not the same as used: a layer can carry a quantity its read-out
+ignores.</p>
 {% else %}<p class="note">Not probed yet: <code>mesalab probe {{ run_dir }}</code> probes every layer's token stream for
-the predictions of gradient descent and least squares (about a minute).</p>{% endif %}
+the predictions of gradient descent and least squares (well under a minute on a default run).</p>{% endif %}
 <h2>Configuration</h2><pre>{{ config_json }}</pre>
 """ + FIGURES_LOADED_SCRIPT + """
 </body></html>"""

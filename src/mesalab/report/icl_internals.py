@@ -34,7 +34,7 @@ def probe_figure(m, path: Path) -> Path:
                         label=label if source == "trained" else None)
                 if source == "trained" and np.isfinite(v[:, 1:]).all():
                     ax.fill_between(x, v[:, 1], v[:, 2], color=c, alpha=0.2, linewidth=0)
-        ax.set_xticks(range(len(m.layers) + 1))
+        ax.set_xticks([0] + [layer_number(x) for x in m.layers])
         ax.set_xticklabels(["input"] + [str(layer_number(x)) for x in m.layers])
         ax.set_xlabel("after layer")
         ax.set_ylim(-0.1, 1.05)
@@ -70,6 +70,6 @@ def icl_internals_section(m, fig_dir: Path) -> tuple[list, list, list]:
                              p.margin.text() if math.isfinite(p.margin.mean) else "—", f"{p.control:.2f}",
                              "n/a" if u is None else f"{u.r2.mean:.2f}", "n/a" if i is None else f"{i.r2.mean:.2f}"])
     tables = [{"title": "Inside the transformer: token probes (R², mean [95% interval])",
-               "header": ["tokens", "label", "trained R²", "gain over the input", "margin over the next algorithm",
+               "header": ["tokens", "label", "trained R²", "gain over the input", "margin over the next algorithm (relative gain)",
                           "control task", "untrained R²", "input alone R²"], "rows": rows}]
     return list(m.sentences), figs, tables
