@@ -96,3 +96,20 @@ def test_the_cache_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("MESALAB_COMPILE_CACHE", "")
     monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
     assert str(compile_cache.cache_dir()) == "/somewhere/mesalab/jax"
+
+
+def test_the_cache_is_locked_against_torn_entries(monkeypatch, tmp_path):
+    """A size limit turns on JAX's file lock around every cache read and write, so no process loads an entry that
+    another one is still writing."""
+    import jax
+
+    from mesalab import compile_cache
+
+    monkeypatch.setenv("MESALAB_COMPILE_CACHE", str(tmp_path / "cache"))
+    try:
+        assert compile_cache.enable() == tmp_path / "cache"
+        assert 0 < compile_cache.MAX_BYTES == jax.config.jax_compilation_cache_max_size
+        assert os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(compile_cache.MAX_BYTES)
+    finally:
+        monkeypatch.undo()
+        compile_cache.enable()  # back to the suite's folder

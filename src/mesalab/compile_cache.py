@@ -16,6 +16,12 @@ from pathlib import Path
 
 ENV = "MESALAB_COMPILE_CACHE"
 MIN_COMPILE_SECONDS = 0.2  # programs that compile faster than this are not worth a disk entry
+# A size limit turns on JAX's file lock around every cache read and write (lru_cache.LRUCache; it needs the
+# `filelock` package). Without it an entry is written in place (Path.write_bytes), so a process reading the entry
+# another one is still writing can load a truncated executable: a test worker died of that (a segfault in
+# deserialize_executable) while two pytest workers and a CLI subprocess shared the folder. Least recently used
+# entries beyond the limit are evicted.
+MAX_BYTES = 4 * 2**30
 
 
 def cache_dir() -> Path | None:
@@ -41,7 +47,8 @@ def enable() -> Path | None:
         return None
     settings = {"jax_compilation_cache_dir": str(path),
                 "jax_persistent_cache_min_compile_time_secs": MIN_COMPILE_SECONDS,
-                "jax_persistent_cache_min_entry_size_bytes": 0}
+                "jax_persistent_cache_min_entry_size_bytes": 0,
+                "jax_compilation_cache_max_size": MAX_BYTES}
     os.environ[ENV] = str(path)
     for name, value in settings.items():  # read by JAX when a process (a spawned worker too) imports it
         os.environ[name.upper()] = str(value)
