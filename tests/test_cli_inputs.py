@@ -412,7 +412,7 @@ def test_relations_between_settings(capsys, world):
         ("run red-door", {"total_steps": 10}, "total_steps"),
         ("run red-door", {"num_envs": 16384, "rollout_len": 4096}, "num_envs*rollout_len"),
         ("run red-door", {"num_minibatches": 3}, "num_minibatches"),
-        ("run red-door", {"model": "transformer"}, "unknown model"),
+        ("run red-door", {"model": "lstm"}, "unknown model"),
         ("run red-door", {"task": "maze"}, "make them agree"),
         ("run red-door", {"model": "gru", "num_envs": 6, "rollout_len": 32}, "num_envs"),
         ("run icl-gd", {"batch": 65536, "n_context": 4096}, "lower batch"),
