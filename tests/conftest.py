@@ -10,7 +10,12 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 from mesalab.compile_cache import enable as _enable_compile_cache  # noqa: E402
 
-_enable_compile_cache()  # as the CLI does: this process, its spawned workers and the `mesalab` subprocesses share it
+# The suite runs without JAX's persistent compilation cache unless MESALAB_COMPILE_CACHE names a folder: in two
+# clean-clone CI runs a worker died inside jax compilation_cache.get_executable_and_time -> deserialize_executable
+# (a segfault, then an abort, with the file lock on), while two xdist workers and their `mesalab` subprocesses
+# shared one cache folder. Tests of the cache itself give their own folder.
+os.environ.setdefault("MESALAB_COMPILE_CACHE", "off")
+_enable_compile_cache()
 
 
 @pytest.fixture(scope="session")

@@ -105,11 +105,16 @@ def test_the_cache_is_locked_against_torn_entries(monkeypatch, tmp_path):
 
     from mesalab import compile_cache
 
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes", "jax_compilation_cache_max_size")
+    before = {n: getattr(jax.config, n) for n in names}
+    for n in names:  # enable() exports these; monkeypatch puts them back afterwards
+        monkeypatch.setenv(n.upper(), os.environ.get(n.upper(), ""))
     monkeypatch.setenv("MESALAB_COMPILE_CACHE", str(tmp_path / "cache"))
     try:
         assert compile_cache.enable() == tmp_path / "cache"
         assert 0 < compile_cache.MAX_BYTES == jax.config.jax_compilation_cache_max_size
         assert os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(compile_cache.MAX_BYTES)
     finally:
-        monkeypatch.undo()
-        compile_cache.enable()  # back to the suite's folder
+        for n, v in before.items():  # the suite's own settings (no cache unless it was given one)
+            jax.config.update(n, v)
