@@ -10,12 +10,31 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 from mesalab.compile_cache import enable as _enable_compile_cache  # noqa: E402
 
-# The suite runs without JAX's persistent compilation cache unless MESALAB_COMPILE_CACHE names a folder: in two
-# clean-clone CI runs a worker died inside jax compilation_cache.get_executable_and_time -> deserialize_executable
-# (a segfault, then an abort, with the file lock on), while two xdist workers and their `mesalab` subprocesses
-# shared one cache folder. Tests of the cache itself give their own folder.
-os.environ.setdefault("MESALAB_COMPILE_CACHE", "off")
+# Each pytest worker keeps JAX's persistent compilation cache in a folder of its own, fresh for every run, shared
+# only with the `mesalab` subprocesses its tests start (which wait on them, so the two never write at once). In
+# two clean-clone CI runs, while two xdist workers and their subprocesses shared one folder, a worker died inside
+# jax compilation_cache.get_executable_and_time -> deserialize_executable; a suite without any cache ran past CI's
+# 90-minute limit, because every CLI test then compiles its programs from scratch. MESALAB_COMPILE_CACHE set
+# outside (a folder, or off) wins.
+_CACHE_ROOT = "MESALAB_TEST_CACHE_ROOT"  # set by the process that made this run's folder; its workers inherit it
+_made_cache_root = False
+if _CACHE_ROOT not in os.environ and "MESALAB_COMPILE_CACHE" not in os.environ:
+    import tempfile  # noqa: E402
+
+    os.environ[_CACHE_ROOT] = tempfile.mkdtemp(prefix="mesalab-test-jax-")
+    _made_cache_root = True
+if _CACHE_ROOT in os.environ:
+    os.environ["MESALAB_COMPILE_CACHE"] = os.path.join(os.environ[_CACHE_ROOT],
+                                                       os.environ.get("PYTEST_XDIST_WORKER", "main"))
 _enable_compile_cache()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The process that made this run's cache folder removes it (with xdist, the controller, after its workers)."""
+    if _made_cache_root:
+        import shutil
+
+        shutil.rmtree(os.environ[_CACHE_ROOT], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
