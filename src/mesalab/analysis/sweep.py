@@ -318,7 +318,7 @@ def analyse_sweep(sweep_dir) -> SweepAnalysis:
         if comparisons:
             extra.update(comparison=comparisons[0], sentences=[c.sentence for c in comparisons],
                          extra_tables=[comparison_table(c, dial.display) for c in comparisons])
-    if preset.cell == "ppo":
+    if preset.cell in ("ppo", "alphazero"):
         overlap = overlap_sentence(cell_rows, values)
         if overlap:
             extra["sentences"] = [*extra.get("sentences", []), overlap]

@@ -43,13 +43,23 @@ class Episodes(NamedTuple):
 
 def rollout(env: GridEnv, policy: Policy, params: EnvParams, level: jax.Array, key: jax.Array, n_steps: int):
     """One episode of at most ``n_steps`` on pool entry ``level`` without auto-reset (a stateful policy's carry
-    starts from its initial carry): ``(positions[n_steps + 1, 2], actions[n_steps], length)``."""
-    initial_carry, act, _ = as_stateful(policy)
+    starts from its initial carry; a planner decides from the state): ``(positions[n_steps + 1, 2],
+    actions[n_steps], length)``."""
+    if policy.plan is not None:  # a planner searches the true simulator from the state (policies.py)
+        initial_carry = lambda: jnp.zeros((), jnp.int32)  # noqa: E731
+
+        def act(state, k, memory):
+            return policy.plan(env, state, params, k), memory
+    else:
+        initial_carry, act_obs, _ = as_stateful(policy)
+
+        def act(state, k, memory):
+            return act_obs(env.observe(state, params), k, memory)
     state = EnvState(level=level, pos=params.start[level], t=jnp.zeros((), jnp.int32))
 
     def step(carry, k):
         state, alive, memory = carry
-        action, memory = act(env.observe(state, params), k, memory)
+        action, memory = act(state, k, memory)
         nxt, _, done, _ = env.step_no_reset(state, action, params)
         state = jax.tree_util.tree_map(lambda a, b: jnp.where(alive, a, b), nxt, state)
         return (state, alive & ~done, memory), (state.pos, action)

@@ -8,6 +8,11 @@ goal-directedness).
 A *stateful* policy (a recurrent model) also sets ``initial_carry() -> carry``; its ``act`` is then
 ``act(obs, key, carry) -> (action, carry)`` and its ``log_probs`` is ``log_probs(obs, carry) -> (log_probs, carry)``.
 :func:`as_stateful` gives every policy that form, so rollouts thread a carry whatever the policy.
+
+A *planner* (a model that searches the true simulator: :class:`mesalab.models.mcts.MCTSAgent`) sets
+``plan(env, state, params, key) -> action`` instead: it decides from the environment state, not the observation,
+so only the evaluator's rollout (:func:`mesalab.diagnostics.evaluation.rollout`) can run it; every diagnostic that
+needs ``act(obs)`` or ``log_probs(obs)`` refuses it with a one-line error.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class Policy:
     obs_mode: str = "egocentric"
     log_probs: Callable | None = None
     initial_carry: Callable[[], jax.Array] | None = None
+    plan: Callable | None = None  # a planner's plan(env, state, params, key) -> action (module docstring)
 
     @property
     def stateful(self) -> bool:
@@ -34,7 +40,13 @@ class Policy:
 
 def as_stateful(policy: Policy):
     """``(initial_carry, act(obs, key, carry), log_probs(obs, carry) or None)`` for any policy (a memoryless one
-    carries a dummy)."""
+    carries a dummy). A planner has no such form (:class:`ConfigError`)."""
+    if policy.plan is not None:
+        from mesalab.errors import ConfigError
+
+        raise ConfigError(f"policy {policy.name!r} searches the environment's simulator (it needs the state, not the "
+                          f"observation); this diagnostic only runs policies of observations: use its prior, "
+                          f"model.with_iterations(0)")
     if policy.stateful:
         return policy.initial_carry, policy.act, policy.log_probs
     lp = None if policy.log_probs is None else (lambda obs, c: (policy.log_probs(obs), c))
@@ -46,7 +58,20 @@ def model_policy(model, obs_mode: str = "egocentric", greedy: bool = False, name
     """Wrap an actor-critic model: sample from its logits (or take the argmax when ``greedy``). A recurrent model
     gives a stateful policy (hidden state carried across steps from ``initial_carry``) run with ``ticks``
     internal iterations per step (its training ticks when ``None``)."""
+    from mesalab.models.mcts import is_planner
     from mesalab.models.recurrent import is_recurrent
+
+    if is_planner(model):
+        if model.simulations == 0:  # no search: the prior, a policy of observations like any actor-critic
+            return model_policy(model.net, obs_mode, greedy, name, ticks)
+
+        def plan(env, state, params, key):
+            return model.search(env, params, state, key, greedy=greedy).action
+
+        def refuse(*_):
+            raise AssertionError("a planner acts through Policy.plan")
+
+        return Policy(name, refuse, obs_mode, plan=plan)
 
     def choose(logits, key):
         if greedy:

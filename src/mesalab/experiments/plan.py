@@ -39,7 +39,11 @@ def cell_id(panel: str, dial: str, value, seed: int) -> str:
 
 
 def cell_config_class(preset: Preset):
-    """The config class of one cell of ``preset``: PPOConfig, ICLConfig or ThinkingConfig."""
+    """The config class of one cell of ``preset``: PPOConfig, ICLConfig, ThinkingConfig or AlphaZeroConfig."""
+    if preset.cell == "alphazero":
+        from mesalab.optimizers.alphazero import AlphaZeroConfig
+
+        return AlphaZeroConfig
     if preset.cell == "icl":
         from mesalab.optimizers.supervised import ICLConfig
 
@@ -73,9 +77,10 @@ def batches(preset: Preset, seeds: list[int], done: set[str] = frozenset()) -> l
     todo = [c for c in cells(preset, seeds) if c.cell_id not in done]
     dial = preset.dial
     is_data = dial.is_data and preset.cell == "ppo"
-    # PPO cells are vmapped together; ICL and maze-path cells are trained one after another anyway, so one cell per
-    # batch spreads them evenly over the workers and commits each as soon as it is done
-    per_batch = max(1, BATCH_WIDTH // len(dial.values)) if is_data else (BATCH_WIDTH if preset.cell == "ppo" else 1)
+    # PPO and AlphaZero cells are vmapped together (seeds); ICL and maze-path cells are trained one after another
+    # anyway, so one cell per batch spreads them evenly over the workers and commits each as soon as it is done
+    vmapped = preset.cell in ("ppo", "alphazero")
+    per_batch = max(1, BATCH_WIDTH // len(dial.values)) if is_data else (BATCH_WIDTH if vmapped else 1)
     groups: dict[tuple, list[Cell]] = {}
     for c in todo:
         shape_key = (c.panel, None if is_data else c.value, c.seed // per_batch)

@@ -80,7 +80,9 @@ class Preset:
     plots: tuple[tuple[str, str], ...]  # (metric, label) drawn along the dial, hypotheses' metrics first
     eval: EvalPlan = field(default_factory=sweep_eval)
     default_seeds: int = 5
-    cell: str = "ppo"  # what one cell trains: "ppo" (a PPOConfig), "icl" (an ICLConfig) or "maze-path" (ThinkingConfig)
+    # what one cell trains: "ppo" (a PPOConfig), "icl" (an ICLConfig), "maze-path" (ThinkingConfig) or "alphazero"
+    # (an MCTS agent's prior and value, AlphaZeroConfig)
+    cell: str = "ppo"
     cell_test: tuple = ()  # maze-path cells: (("sizes", (9, 13)), ("max_ticks", 60), ("mazes", 50)), how they are tested
     published: PublishedCurve | None = None  # a published curve along the same dial; the report compares shapes
 
@@ -281,6 +283,40 @@ _register(Preset(
            ("test/success", "goal reached at test (any time)"),
            ("train_curve/success_final", "training success, own distribution (last 10% of updates)")),
     published=JAXGMG_CORNER_13,
+))
+
+SEARCH_SHARE = ("test/search_share", "share of the optimization power at test supplied by the search (bits with "
+                "search minus with the prior alone, over bits with search)")
+PRIOR_BITS = ("test/prior/bits_fraction", "optimization power of the learned prior alone at test (fraction of the "
+              "oracle's bits)")
+
+_register(Preset(
+    name="hard-coded-search",
+    description="Train MCTS agents (Gumbel MuZero over the true simulator with a learned MLP prior and value, "
+                "AlphaZero-style targets) with 1, 2, 8 or 32 simulations per step on maze and red-door; test each "
+                "with its search and with its learned prior alone (budget 0), on the same levels.",
+    condition="Hard-coded optimization (Conditions for Mesa-Optimization §2.2): search built into the architecture "
+              "moves optimization work from the base optimizer into the learned algorithm's fixed part, so the "
+              "learned parts are expected to need less optimization of their own; a pseudo-aligned learned prior "
+              "(red-door's 'red') is then searched for competently.",
+    # 1 simulation is the search-free end: Gumbel MuZero's action at one simulation is a draw from the prior.
+    base={"total_steps": 49_152, "width": 64, "num_envs": 32, "rollout_len": 32},
+    panels=({"task": "maze"}, {"task": "red-door"}),
+    dial=Dial("simulations", (1, 2, 8, 32), "MCTS simulations per step (hard-coded search)"),
+    hypotheses=(
+        Hypothesis("the search's share of the optimization power rises with simulations", SEARCH_SHARE[0], +1,
+                   SEARCH_SHARE[1]),
+        Hypothesis("the learned prior's own optimization power falls as simulations grow", PRIOR_BITS[0], -1,
+                   PRIOR_BITS[1]),
+    ),
+    plots=(SEARCH_SHARE, PRIOR_BITS,
+           ("test/bits_fraction", "optimization power with search at test (fraction of the oracle's bits)"),
+           ("test/success", "success at test with search"),
+           ("test/outcome:proxy:{proxy}", "proxy pursued competently at test, with search"),
+           ("test/prior/outcome:proxy:{proxy}", "proxy pursued competently at test by the prior alone"),
+           ("train_curve/success_final", "training success (last 10% of updates)")),
+    eval=sweep_eval(episodes=200),
+    cell="alphazero",
 ))
 
 TOY_MODEL = "toy-model"  # analytic, no training: see mesalab.experiments.toy_model

@@ -17,24 +17,27 @@ def check_count(option: str, value, lo: int, hi: int, why: str = "") -> None:
         raise ConfigError(f"{option} must be at least {lo} and at most {hi}{why}, got {value}")
 
 
-def check_steps_cover_an_update(steps: int, overrides: dict) -> None:
+def check_steps_cover_an_update(steps: int, overrides: dict, config_cls=None) -> None:
     from mesalab.optimizers import PPOConfig
 
-    d = PPOConfig()
+    config_cls = config_cls or PPOConfig
+    d = config_cls()
     per_update = overrides.get("num_envs", d.num_envs) * overrides.get("rollout_len", d.rollout_len)
     if steps < per_update:
-        raise ConfigError(f"--steps {steps} is less than one PPO update (num_envs*rollout_len={per_update}); pass "
-                          f"--steps of at least {per_update}")
+        raise ConfigError(f"--steps {steps} is less than one {config_cls.settings_name} update "
+                          f"(num_envs*rollout_len={per_update}); pass --steps of at least {per_update}")
 
 
-def ppo_overrides(file_values: dict, steps: int | None, base: dict | None = None) -> dict:
-    """The PPO settings a config file and ``--steps`` change (checked; ``base``: settings they apply over)."""
+def ppo_overrides(file_values: dict, steps: int | None, base: dict | None = None, config_cls=None) -> dict:
+    """The settings of a gridworld trainer (``config_cls``: PPO's by default, or AlphaZero's) a config file and
+    ``--steps`` change (checked; ``base``: settings they apply over)."""
     from mesalab.optimizers import PPOConfig
 
-    check_count("--steps", steps, *steps_range(PPOConfig))
-    overrides = PPOConfig.check_dict(dict(file_values))
+    config_cls = config_cls or PPOConfig
+    check_count("--steps", steps, *steps_range(config_cls))
+    overrides = config_cls.check_dict(dict(file_values))
     if steps is not None:
-        check_steps_cover_an_update(steps, {**(base or {}), **overrides})
+        check_steps_cover_an_update(steps, {**(base or {}), **overrides}, config_cls)
         overrides["total_steps"] = steps
     return overrides
 

@@ -2,8 +2,8 @@
 commits each finished batch, resumes a previous run of the same command in the same folder, then tests each
 hypothesis for a trend along the dial (:mod:`mesalab.analysis.sweep`).
 
-A cell trains one PPO model (``Preset.cell == "ppo"``), one in-context regression transformer (``"icl"``) or one
-maze-path recall network (``"maze-path"``).
+A cell trains one PPO model (``Preset.cell == "ppo"``), one in-context regression transformer (``"icl"``), one
+maze-path recall network (``"maze-path"``) or one MCTS agent's prior and value, AlphaZero-style (``"alphazero"``).
 
 Sweep folder::
 
@@ -28,6 +28,12 @@ PPO cell metrics (all honest per-cell numbers; the sweep statistics are over see
 - ``train_curve/success_final``: training success rate over the last 10% of updates;
 - recurrent cells only: ``test/success@ticks=k`` and ``test/compute_gain_2x`` (success at twice the training
   ticks minus at the training ticks: the test-time compute gain).
+
+AlphaZero cells have the PPO cells' metrics of the searching agent (no goal-directedness: a planner has no
+``log_probs(obs)``), and the same of its prior alone (budget 0) as ``{split}/prior/...``, and what the search
+adds (:mod:`mesalab.diagnostics.search_bits`, paired on the same levels and keys): ``{split}/search_bits`` (mean
+bits with search minus at budget 0) and ``{split}/search_share`` (that over the bits with search: the fraction of
+the optimization power the hard-coded search supplies).
 
 ICL cell metrics: ``match/REF/sensitivity_cosine`` and ``match/REF/prediction_mse`` of the final layer's
 read-out against every reference algorithm REF, ``best/effective_steps`` (see
@@ -104,20 +110,24 @@ class Sweep(Study):
             user = {"preset_def": preset_to_dict(preset), "preset_file": str(Path(name).expanduser().resolve())}
             name = preset.name
         preset = PRESETS[name]
-        if preset.cell != "ppo":
-            from mesalab.experiments.plan import cell_config_class
+        from mesalab.experiments.plan import cell_config_class
 
+        if preset.cell not in ("ppo", "alphazero"):
             for opt in ("episodes", "irl_levels"):
                 if getattr(options, opt) is not None:
                     raise ConfigError(f"--{opt.replace('_', '-')} is not used by `mesalab sweep {name}` (its cells are "
                                       f"tested on fresh {'sequences' if preset.cell == 'icl' else 'mazes'}); drop it")
             overrides = supervised_overrides(cell_config_class(preset), options.config, options.steps)
         else:
+            if preset.cell == "alphazero" and options.irl_levels:
+                raise ConfigError(f"--irl-levels is not used by `mesalab sweep {name}`: its agents search the "
+                                  "simulator and have no action probabilities of observations to fit a behavioral "
+                                  "objective to; drop it")
             episodes = options.episodes or preset.eval.episodes
             if options.irl_levels is not None and options.irl_levels > episodes:
                 raise ConfigError(f"--irl-levels {options.irl_levels} exceeds the {episodes} evaluation levels per "
                                   f"split (--episodes); pass at most {episodes}")
-            overrides = ppo_overrides(options.config, options.steps, preset.base)
+            overrides = ppo_overrides(options.config, options.steps, preset.base, cell_config_class(preset))
         eval_overrides = {k: v for k, v in (("episodes", options.episodes), ("irl_levels", options.irl_levels))
                           if v is not None}
         seeds = list(range(preset.default_seeds if options.seeds is None else options.seeds))
@@ -168,7 +178,7 @@ class Sweep(Study):
                     **{k: settings[k] for k in ("preset_def", "preset_file") if k in settings}}
         folder.write_meta(meta)
         settings["versions"] = meta["versions"]
-        if preset.cell == "ppo":
+        if preset.cell in ("ppo", "alphazero"):  # gridworld cells: the drawn levels of their trajectories
             folder.commit({"levels": sweep_level_rows(preset, folder)})
         return meta
 
@@ -179,7 +189,8 @@ class Sweep(Study):
         preset = self.configured(settings)
         out = []
         for b in P.batches(preset, settings["seeds"], done):
-            units = _num_updates(b.config) if preset.cell == "ppo" else b.config["steps"] * len(b.cells)
+            units = (_num_updates(b.config, preset.cell) if preset.cell in ("ppo", "alphazero")
+                     else b.config["steps"] * len(b.cells))
             out.append(Batch(b.batch_id, b.cells, {"batch": b, "eval": preset.eval, "cell": preset.cell,
                                                    "cell_test": dict(preset.cell_test), "dial": preset.dial,
                                                    "versions": settings.get("versions")}, units))
@@ -190,6 +201,8 @@ class Sweep(Study):
             return measure_icl_batch(batch.spec["batch"], batch.spec["cell_test"], progress)
         if batch.spec["cell"] == "maze-path":
             return measure_maze_path_batch(batch.spec["batch"], batch.spec["cell_test"], progress)
+        if batch.spec["cell"] == "alphazero":
+            return measure_alphazero_batch(batch.spec["batch"], batch.spec["eval"], progress)
         return measure_ppo_batch(batch.spec["batch"], batch.spec["eval"], progress)
 
     def commit(self, folder: RunFolder, batch: Batch, results: list[CellResult]) -> None:
@@ -239,18 +252,24 @@ def commit_batch(folder: RunFolder, rows: dict) -> None:
     folder.commit(rows)
 
 
-def _num_updates(config: dict) -> int:
+def _num_updates(config: dict, cell: str = "ppo") -> int:
+    if cell == "alphazero":
+        from mesalab.optimizers.alphazero import AlphaZeroConfig
+
+        return AlphaZeroConfig(**config).num_updates
     from mesalab.optimizers import PPOConfig
 
     return PPOConfig(**config).num_updates
 
 
 def _rebuild(cell: str, config: dict, leaves: list):
-    if cell in ("icl", "maze-path"):
+    if cell in ("icl", "maze-path", "alphazero"):
         import equinox as eqx
         import jax
 
-        if cell == "icl":
+        if cell == "alphazero":
+            from mesalab.optimizers.alphazero import AlphaZeroConfig as Config, init_agent as init_model
+        elif cell == "icl":
             from mesalab.optimizers.supervised import ICLConfig as Config, init_model
         else:
             from mesalab.optimizers.thinking import ThinkingConfig as Config, init_model
@@ -313,6 +332,58 @@ def measure_ppo_batch(batch: P.Batch, plan, progress=None) -> list[CellResult]:
         if config.recurrent:
             values.update(compute_scaling_metrics(config.ticks, {k: B.success_count(task, B.split_seed(e, i))
                                                                  for k, e in by_ticks.items()}))
+        success = metrics["success_rate"][i]
+        tail = success[int(0.9 * len(success)):]
+        values["train_curve/success_final"] = float(np.nanmean(tail)) if np.isfinite(tail).any() else float("nan")
+        step = max(1, len(success) // 50)
+        curve = [(int(u), int(metrics["env_steps"][i][u]), float(success[u])) for u in range(0, len(success), step)]
+        out.append(CellResult(cell.cell_id, values, curve, B.drawn_trajectories(task, cell_eps, plan.drawn_levels),
+                              [leaf[i] for leaf in leaves], 0.0))
+    wall = (time.time() - t0) / len(out)
+    for r in out:
+        r.wall_s = wall
+    return out
+
+
+def measure_alphazero_batch(batch: P.Batch, plan, progress=None) -> list[CellResult]:
+    """Train one batch of AlphaZero cells (seeds vmapped in one jitted program) and measure every cell with search
+    and without (its prior alone, budget 0), on the same levels and keys."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from mesalab.optimizers import check_finite
+    from mesalab.optimizers.alphazero import AlphaZeroConfig, make_train
+    from mesalab.studies import ppo_batch as B
+    from mesalab.tasks import get_task
+
+    t0 = time.time()
+    config = AlphaZeroConfig.from_dict(batch.config)
+    task = get_task(config.task).with_obs_mode(config.obs_mode)
+    plan = dataclasses.replace(plan, irl_levels=0)  # a planner has no log_probs(obs) to fit a behavioral objective to
+    keys = jax.vmap(jax.random.key)(jnp.asarray([c.seed for c in batch.cells], jnp.uint32))
+    agents, metrics = jax.jit(jax.vmap(make_train(config)))(keys)
+    metrics = jax.tree_util.tree_map(np.asarray, metrics)
+    check_finite(metrics, config.lr)
+    if progress is not None:
+        progress(config.num_updates)
+    pools = B.evaluation_pools(task, plan)
+    episodes = B.evaluate_models(task, agents, keys, pools, plan.greedy)
+    prior_episodes = B.evaluate_models(task, agents.with_iterations(0), keys, pools, plan.greedy)
+    leaves = B.model_leaves(agents)
+    out = []
+    for i, cell in enumerate(batch.cells):
+        agent = B.split_seed(agents, i)
+        cell_eps, prior_eps = B.split_seed(episodes, i), B.split_seed(prior_episodes, i)
+        values = measure_cell(task, agent, cell_eps, pools, plan)
+        prior = measure_cell(task, agent.net, prior_eps, pools, plan)
+        values.update({f"{k.split('/', 1)[0]}/prior/{k.split('/', 1)[1]}": v for k, v in prior.items()})
+        for split in pools:
+            gain = values[f"{split}/bits"] - prior[f"{split}/bits"]  # a mean of the paired per-level differences
+            values[f"{split}/search_bits"] = gain
+            values[f"{split}/search_share"] = gain / values[f"{split}/bits"] if values[f"{split}/bits"] > 0 \
+                else float("nan")
         success = metrics["success_rate"][i]
         tail = success[int(0.9 * len(success)):]
         values["train_curve/success_final"] = float(np.nanmean(tail)) if np.isfinite(tail).any() else float("nan")
