@@ -117,7 +117,7 @@ def test_alphazero_training_moves_the_prior_toward_the_search():
     the trained agent is reproducible from its seed."""
     from mesalab.optimizers.alphazero import AlphaZeroConfig, make_train
 
-    config = AlphaZeroConfig(task="maze", total_steps=4096, num_envs=16, rollout_len=32, simulations=4, width=32)
+    config = AlphaZeroConfig(task="maze", total_steps=2048, num_envs=8, rollout_len=32, simulations=4, width=32)
     train = jax.jit(make_train(config))
     agent, metrics = train(jax.random.key(0))
     loss = np.asarray(metrics["policy_loss"])

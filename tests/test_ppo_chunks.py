@@ -111,10 +111,14 @@ def test_the_cache_is_locked_against_torn_entries(monkeypatch, tmp_path):
     for n in names:  # enable() exports these; monkeypatch puts them back afterwards
         monkeypatch.setenv(n.upper(), os.environ.get(n.upper(), ""))
     monkeypatch.setenv("MESALAB_COMPILE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(compile_cache, "_here", True)  # the suite's workers keep the cache out (conftest.py)
     try:
         assert compile_cache.enable() == tmp_path / "cache"
         assert 0 < compile_cache.MAX_BYTES == jax.config.jax_compilation_cache_max_size
         assert os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(compile_cache.MAX_BYTES)
     finally:
-        for n, v in before.items():  # the suite's own settings (no cache unless it was given one)
+        from jax._src import compilation_cache as jax_cache
+
+        for n, v in before.items():  # the suite's own settings: no cache in this worker
             jax.config.update(n, v)
+        jax_cache.reset_cache()  # JAX keeps a cache it has opened even after its folder setting is cleared

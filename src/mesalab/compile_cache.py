@@ -22,6 +22,7 @@ MIN_COMPILE_SECONDS = 0.2  # programs that compile faster than this are not wort
 # deserialize_executable) while two pytest workers and a CLI subprocess shared the folder. Least recently used
 # entries beyond the limit are evicted.
 MAX_BYTES = 4 * 2**30
+_here = True  # whether enable() may turn the cache on in this process (see only_in_subprocesses)
 
 
 def cache_dir() -> Path | None:
@@ -35,11 +36,21 @@ def cache_dir() -> Path | None:
     return Path(base) / "mesalab" / "jax"
 
 
+def only_in_subprocesses() -> None:
+    """From now on :func:`enable` does nothing in this process; processes it starts still read ``$MESALAB_COMPILE_CACHE``
+    and use the cache. The test suite's workers call it: every worker death seen in CI (segfaults inside XLA's
+    compiler and its executable deserializer) happened in a worker compiling with the cache on, while the CLI
+    subprocesses the tests start are where the cache saves most time."""
+    global _here
+    _here = False
+
+
 def enable() -> Path | None:
     """Turn the persistent compilation cache on for this process and the workers it spawns; returns the folder
-    (``None`` when turned off, or when the folder cannot be created: then compiling simply is not cached)."""
+    (``None`` when turned off, or when the folder cannot be created: then compiling simply is not cached; also
+    ``None`` after :func:`only_in_subprocesses`)."""
     path = cache_dir()
-    if path is None:
+    if path is None or not _here:
         return None
     try:
         path.mkdir(parents=True, exist_ok=True)
