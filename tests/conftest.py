@@ -36,7 +36,8 @@ _crashed: list[str] = []  # tests whose xdist worker died (the controller's list
 @pytest.hookimpl(optionalhook=True)
 def pytest_handlecrashitem(crashitem, report, sched):
     """xdist: a worker died inside this test (a segfault: see below). Noted for one rerun at the end."""
-    _crashed.append(crashitem)
+    if crashitem not in _crashed:
+        _crashed.append(crashitem)
 
 
 def _rerun_crashed(session) -> None:
@@ -53,7 +54,7 @@ def _rerun_crashed(session) -> None:
     cmd = [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-o", "addopts=-ra", "-m", "",
            *_crashed]
     res = subprocess.run(cmd, env=env, cwd=str(session.config.rootpath), capture_output=True, text=True)
-    tail = "\n".join(res.stdout.strip().splitlines()[-3:])
+    tail = "\n".join(res.stdout.strip().splitlines()[-(3 if res.returncode == 0 else 60):])
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     verdict = "passed" if res.returncode == 0 else f"FAILED again (exit {res.returncode})"
     line = (f"re-ran {len(_crashed)} test(s) whose worker crashed, in a fresh process: {verdict}\n  "
@@ -63,8 +64,18 @@ def _rerun_crashed(session) -> None:
         reporter.write_line(line)
     else:
         print(line)
-    if res.returncode == 0 and session.testsfailed == len(_crashed):
-        session.exitstatus = 0
+    dsession = session.config.pluginmanager.get_plugin("dsession")
+    complete = (session.exitstatus == pytest.ExitCode.TESTS_FAILED and not session.shouldstop
+                and not session.shouldfail and not getattr(dsession, "_summary_report", None))  # no tests left unrun
+    if res.returncode == 0 and complete and session.testsfailed == len(_crashed):
+        session.exitstatus = pytest.ExitCode.OK
+        line = "the failures above are only these crashes, which passed on their rerun: exit status 0"
+    else:
+        line = "the run fails (other failures, tests left unrun, or the rerun failed)"
+    if reporter is not None:
+        reporter.write_line(line)
+    else:
+        print(line)
 
 
 @pytest.hookimpl(trylast=True)

@@ -83,9 +83,14 @@ def test_bits_from_search_are_zero_at_budget_zero_and_rise_with_the_budget():
     agent = MCTSAgent(exact_value_net(task), simulations=0)
     rows = {r.budget: r for r in search_bits(task, agent, (0, 1, 4), params, jax.random.key(6), "egocentric",
                                              greedy=True)}
-    assert rows[0].gain == 0.0 and rows[0].gain_ci == (0.0, 0.0)
     assert rows[4].gain_ci[0] > 0 and rows[4].success == 1.0
     assert rows[4].bits == pytest.approx(rows[4].ceiling, rel=1e-6)
+    # one simulation considers one action, the Gumbel-max draw from the prior with the root noise that budget 0
+    # draws too: the same episodes, sampled or greedy, so the search adds exactly nothing there
+    assert rows[1].gain == 0.0 and rows[1].gain_ci == (0.0, 0.0)
+    sampled = {r.budget: r for r in search_bits(task, agent, (1, 4), params, jax.random.key(6), "egocentric")}
+    assert sampled[1].gain == 0.0 and sampled[4].gain_ci[0] > 0
+    assert rows[0].bits < 0.5 * rows[4].bits  # and budget 0 is the (uniform) prior, far below the search
 
 
 def test_diagnostics_of_observations_refuse_a_planner():
@@ -107,7 +112,7 @@ def test_alphazero_configs_are_checked():
 
     for bad, match in [({"model": "gru"}, "feed-forward"), ({"simulations": 0}, "simulations"),
                        ({"total_steps": 10}, "less than one update"), ({"lr": float("nan")}, "finite"),
-                       ({"task": "nope"}, "unknown task")]:
+                       ({"task": "nope"}, "unknown task"), ({"task": "keys-chests"}, "cannot simulate")]:
         with pytest.raises(MesalabError, match=match):  # one-line errors (an unknown task is its own kind)
             AlphaZeroConfig.from_dict(bad)
 
@@ -155,3 +160,16 @@ def test_an_alphazero_sweep_cell_measures_the_search_and_the_prior_on_the_same_l
     prior = B.split_seed(B.evaluate_models(task, jax.tree_util.tree_map(lambda x: x[None], agent.with_iterations(0)),
                                            keys, pools, preset.eval.greedy), 0)
     assert reached(prior["test"]).mean() == pytest.approx(m["test/prior/success"])
+    searched = B.split_seed(B.evaluate_models(task, jax.tree_util.tree_map(lambda x: x[None], agent), keys, pools,
+                                              preset.eval.greedy), 0)
+    assert reached(searched["test"]).mean() == pytest.approx(m["test/success"])  # the checkpoint searches as trained
+
+
+def test_value_targets_are_discounted_returns_cut_at_episode_ends():
+    from mesalab.optimizers.alphazero import discounted_returns
+
+    reward = jnp.asarray([[0.0], [1.0], [0.0], [0.0]], jnp.float32)  # an episode ends at step 1 with reward 1
+    done = jnp.asarray([[False], [True], [False], [False]])
+    g = np.asarray(discounted_returns(reward, done, jnp.asarray([2.0], jnp.float32), 0.5))[:, 0]
+    # steps 0-1: 0.5 * 1, 1 (the bootstrap never crosses the end); steps 2-3: the next episode, bootstrapped 0.5^2 * 2
+    np.testing.assert_allclose(g, [0.5, 1.0, 0.5, 1.0], rtol=1e-6)

@@ -62,14 +62,25 @@ def model_policy(model, obs_mode: str = "egocentric", greedy: bool = False, name
     from mesalab.models.recurrent import is_recurrent
 
     if is_planner(model):
+        from mesalab.models.mcts import prior_choice
+
         if model.simulations == 0:  # no search: the prior, a policy of observations like any actor-critic
-            return model_policy(model.net, obs_mode, greedy, name, ticks)
+            prior = model_policy(model.net, obs_mode, greedy, name, ticks)
+
+            def act_prior(obs, key):  # the same draw as one simulation of Gumbel MuZero on this key
+                (logits, _), _ = model.net(obs)
+                return prior_choice(logits, key, greedy)
+
+            return Policy(name, act_prior, obs_mode, prior.log_probs)
 
         def plan(env, state, params, key):
             return model.search(env, params, state, key, greedy=greedy).action
 
         def refuse(*_):
-            raise AssertionError("a planner acts through Policy.plan")
+            from mesalab.errors import ConfigError
+
+            raise ConfigError(f"policy {name!r} searches the environment's simulator; it acts only in the evaluator's "
+                              f"rollout (Policy.plan): use its prior, model.with_iterations(0)")
 
         return Policy(name, refuse, obs_mode, plan=plan)
 

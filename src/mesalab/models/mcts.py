@@ -9,8 +9,8 @@ every step it expands ``simulations`` nodes of a tree whose edges are the enviro
 (``GridEnv.step_no_reset``: the true simulator, true rewards, an edge into a terminal state has discount 0), and
 acts by Gumbel MuZero's root selection (sequential halving over Gumbel-perturbed prior logits and completed Q
 values). With ``simulations = 0`` it acts from the prior alone: sampled from ``softmax(logits)``, or its argmax
-when greedy; with one simulation Gumbel MuZero's action is again a draw from the prior (the Gumbel-max trick), so
-bits from search start at 0.
+when greedy (:func:`prior_choice`); with one simulation Gumbel MuZero's action is the same draw from the prior (the
+Gumbel-max trick with the same noise), so bits from search are exactly 0 at budgets 0 and 1.
 
 Calling convention: ``agent(obs) -> ((logits, value), activations)`` is the *prior* (the net's own named
 activations: what the agent does without search); :meth:`search` is the searching policy, which needs the
@@ -59,6 +59,8 @@ class MCTSAgent(eqx.Module):
 
     def with_iterations(self, simulations: int) -> "MCTSAgent":
         """The same prior and value searching ``simulations`` nodes per step (the test-time dial)."""
+        if simulations < 0:
+            raise ValueError(f"simulations must be >= 0, got {simulations}")
         new = copy.copy(self)
         object.__setattr__(new, "simulations", int(simulations))
         return new
@@ -75,8 +77,7 @@ class MCTSAgent(eqx.Module):
 
         (logits, value), _ = self.net(env.observe(state, params))
         if self.simulations == 0:
-            action = jnp.argmax(logits) if greedy else jax.random.categorical(key, logits)
-            return SearchResult(action.astype(jnp.int32), jax.nn.softmax(logits), value)
+            return SearchResult(prior_choice(logits, key, greedy), jax.nn.softmax(logits), value)
 
         def recurrent_fn(_, rng, action, embedding):
             nxt, reward, done, _ = jax.vmap(lambda s, a: env.step_no_reset(s, a, params))(embedding, action)
@@ -93,6 +94,18 @@ class MCTSAgent(eqx.Module):
                                             gumbel_scale=0.0 if greedy else 1.0)
         return SearchResult(out.action[0].astype(jnp.int32), out.action_weights[0],
                             out.search_tree.node_values[0, mctx.Tree.ROOT_INDEX])
+
+
+def prior_choice(logits: jax.Array, key: jax.Array, greedy: bool = False) -> jax.Array:
+    """The action at budget 0: a draw from ``softmax(logits)`` by the Gumbel-max trick with exactly the root noise
+    Gumbel MuZero draws from the same key (``split(key)[1]``, shape ``[1, A]``), or the argmax when greedy. At one
+    simulation Gumbel MuZero considers one action, the argmax of that noise plus the logits, so budgets 0 and 1
+    take the same action on the same key: bits from search are 0 there, sampled or greedy."""
+    if greedy:
+        return jnp.argmax(logits).astype(jnp.int32)
+    _, gumbel_key = jax.random.split(key)
+    noise = jax.random.gumbel(gumbel_key, (1, logits.shape[-1]), logits.dtype)[0]
+    return jnp.argmax(logits + noise).astype(jnp.int32)
 
 
 def is_planner(model) -> bool:

@@ -94,6 +94,11 @@ class AlphaZeroConfig(DictConfig, settings_name="AlphaZero"):
         if self.obs_mode and self.obs_mode not in task.obs_modes:
             raise ConfigError(f"obs_mode {self.obs_mode!r} is not offered by task {self.task!r}; use one of: "
                               f"{', '.join(task.obs_modes)} (or \"\" for the task's own)")
+        from mesalab.tasks.keys_chests import KeysChestsTask
+
+        if isinstance(task, KeysChestsTask):
+            raise ConfigError(f"task {self.task!r} has its own environment (keys and chests), which the MCTS agent "
+                              f"cannot simulate yet; use a gridworld task such as maze or red-door")
         if self.model not in FEED_FORWARD:
             raise ConfigError(f"the search's prior/value net must be feed-forward: model must be one of "
                               f"{', '.join(FEED_FORWARD)}, got {self.model!r}")
@@ -103,6 +108,20 @@ class AlphaZeroConfig(DictConfig, settings_name="AlphaZero"):
         if self.steps_per_update % self.num_minibatches:
             raise ConfigError("num_envs*rollout_len must be divisible by num_minibatches; change num_minibatches")
         return self
+
+
+def discounted_returns(reward: jax.Array, done: jax.Array, last_value: jax.Array, gamma: float) -> jax.Array:
+    """``G[T, B]``: ``G_t = r_t + gamma (1 - done_t) G_{t+1}`` from the end of a rollout ``reward, done [T, B]``,
+    with ``G_T = last_value [B]`` (the search's root value where the rollout stops mid-episode); an episode's end
+    cuts the sum, so no return crosses into the next episode after an auto-reset."""
+
+    def step(g, x):
+        r, d = x
+        g = r + gamma * (1.0 - d.astype(jnp.float32)) * g
+        return g, g
+
+    _, out = jax.lax.scan(step, last_value, (reward, done), reverse=True)
+    return out
 
 
 def init_agent(config: AlphaZeroConfig, key: jax.Array) -> MCTSAgent:
@@ -173,12 +192,7 @@ def make_train(config: AlphaZeroConfig):
                 env_step, (state, ep_return), jax.random.split(k_roll, n_steps))
             last = search(state, jax.random.fold_in(k_roll, 1)).value
 
-            def discounted(g, x):
-                r, d = x
-                g = r + config.gamma * (1.0 - d.astype(jnp.float32)) * g
-                return g, g
-
-            _, target = jax.lax.scan(discounted, last, (reward, done), reverse=True)
+            target = discounted_returns(reward, done, last, config.gamma)
             flat = jax.tree_util.tree_map(lambda x: x.reshape((batch,) + x.shape[2:]), (obs, weights, target))
 
             def epoch(c, k):

@@ -227,7 +227,7 @@ def build_sweep_report(sweep_dir: Path, analysis) -> Path:
                      "not absolute values, are comparable (see the sentence above).",
                      published_comparison_plot(c, dial, fig_dir / "published.png")))
     if curves:
-        figs.append(("Learning curves", "Training success rate during PPO, mean over seeds, per dial value.",
+        figs.append(("Learning curves", "Training success rate during training (PPO, or AlphaZero-style for MCTS cells), mean over seeds, per dial value.",
                      learning_curves_by_dial(curves, dial, fig_dir / "learning_curves.png")))
     scaling = [(cid, int(m.split("=")[1]), v) for (cid, m), v in analysis.metrics.items()
                if m.startswith("test/success@ticks=")]
