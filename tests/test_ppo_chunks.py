@@ -122,3 +122,17 @@ def test_the_cache_is_locked_against_torn_entries(monkeypatch, tmp_path):
         for n, v in before.items():  # the suite's own settings: no cache in this worker
             jax.config.update(n, v)
         jax_cache.reset_cache()  # JAX keeps a cache it has opened even after its folder setting is cleared
+
+
+def test_entries_without_an_access_time_are_repaired(tmp_path):
+    """A folder holding entries written with no size limit (no ``-atime`` file) would make JAX's size-limited cache
+    fail every later write (its eviction reads every entry's access time); enable() gives them one."""
+    from mesalab.compile_cache import add_missing_access_times
+
+    (tmp_path / "jit_old-abc-cache").write_bytes(b"x" * 10)
+    (tmp_path / "jit_new-def-cache").write_bytes(b"y")
+    (tmp_path / "jit_new-def-atime").write_bytes((5).to_bytes(8, "little"))
+    assert add_missing_access_times(tmp_path) == 1
+    assert int.from_bytes((tmp_path / "jit_old-abc-atime").read_bytes(), "little") > 0
+    assert int.from_bytes((tmp_path / "jit_new-def-atime").read_bytes(), "little") == 5  # left as it was
+    assert add_missing_access_times(tmp_path) == 0

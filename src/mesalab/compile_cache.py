@@ -36,6 +36,24 @@ def cache_dir() -> Path | None:
     return Path(base) / "mesalab" / "jax"
 
 
+def add_missing_access_times(path: Path) -> int:
+    """Give every entry of the cache folder ``path`` that lacks one the access-time file JAX's size-limited cache
+    keeps beside it (``<key>-atime``: the time in ns, 8 bytes little-endian); returns how many were added. Entries
+    written with no size limit (by mesalab before it set one, or by another JAX program) have none, and JAX's
+    eviction, which reads the access time of every entry on each write, then fails every write with
+    FileNotFoundError: nothing new would be cached again. Done under JAX's own lock file."""
+    import time
+
+    import filelock
+
+    with filelock.FileLock(str(path / ".lockfile")):
+        missing = [p for p in path.glob("*-cache") if not (path / (p.name[:-len("-cache")] + "-atime")).exists()]
+        stamp = time.time_ns().to_bytes(8, "little")
+        for p in missing:
+            (path / (p.name[:-len("-cache")] + "-atime")).write_bytes(stamp)
+    return len(missing)
+
+
 def only_in_subprocesses() -> None:
     """From now on :func:`enable` does nothing in this process; processes it starts still read ``$MESALAB_COMPILE_CACHE``
     and use the cache. The test suite's workers call it: every worker death seen in CI (segfaults inside XLA's
@@ -54,6 +72,7 @@ def enable() -> Path | None:
         return None
     try:
         path.mkdir(parents=True, exist_ok=True)
+        add_missing_access_times(path)
     except OSError:
         return None
     settings = {"jax_compilation_cache_dir": str(path),

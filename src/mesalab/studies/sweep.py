@@ -301,6 +301,29 @@ def sweep_level_rows(preset: Preset, folder: RunFolder) -> list[tuple]:
 
 # -- measuring a batch of cells (in a worker) ---------------------------------------------------------------------
 
+def gridworld_cell_result(cell_id: str, values: dict, metrics: dict, i: int, task, episodes: dict, plan,
+                          leaves: list) -> CellResult:
+    """One trained gridworld cell (seed ``i`` of its batch's training ``metrics``): its metrics plus the training
+    success over the last 10% of updates, its learning curve (at most about 50 points), drawn trajectories and
+    checkpoint leaves."""
+    from mesalab.studies import ppo_batch as B
+
+    success = metrics["success_rate"][i]
+    tail = success[int(0.9 * len(success)):]
+    values["train_curve/success_final"] = float(np.nanmean(tail)) if np.isfinite(tail).any() else float("nan")
+    step = max(1, len(success) // 50)
+    curve = [(int(u), int(metrics["env_steps"][i][u]), float(success[u])) for u in range(0, len(success), step)]
+    return CellResult(cell_id, values, curve, B.drawn_trajectories(task, episodes, plan.drawn_levels), leaves, 0.0)
+
+
+def share_wall_time(results: list[CellResult], t0: float) -> list[CellResult]:
+    """The batch's wall time since ``t0``, shared equally by its cells."""
+    wall = (time.time() - t0) / len(results)
+    for r in results:
+        r.wall_s = wall
+    return results
+
+
 def measure_ppo_batch(batch: P.Batch, plan, progress=None) -> list[CellResult]:
     """Train one batch of PPO cells (one vmapped, jitted program) and measure every cell."""
     from mesalab.optimizers import PPOConfig
@@ -332,17 +355,9 @@ def measure_ppo_batch(batch: P.Batch, plan, progress=None) -> list[CellResult]:
         if config.recurrent:
             values.update(compute_scaling_metrics(config.ticks, {k: B.success_count(task, B.split_seed(e, i))
                                                                  for k, e in by_ticks.items()}))
-        success = metrics["success_rate"][i]
-        tail = success[int(0.9 * len(success)):]
-        values["train_curve/success_final"] = float(np.nanmean(tail)) if np.isfinite(tail).any() else float("nan")
-        step = max(1, len(success) // 50)
-        curve = [(int(u), int(metrics["env_steps"][i][u]), float(success[u])) for u in range(0, len(success), step)]
-        out.append(CellResult(cell.cell_id, values, curve, B.drawn_trajectories(task, cell_eps, plan.drawn_levels),
-                              [leaf[i] for leaf in leaves], 0.0))
-    wall = (time.time() - t0) / len(out)
-    for r in out:
-        r.wall_s = wall
-    return out
+        out.append(gridworld_cell_result(cell.cell_id, values, metrics, i, task, cell_eps, plan,
+                                         [leaf[i] for leaf in leaves]))
+    return share_wall_time(out, t0)
 
 
 def measure_alphazero_batch(batch: P.Batch, plan, progress=None) -> list[CellResult]:
@@ -384,17 +399,9 @@ def measure_alphazero_batch(batch: P.Batch, plan, progress=None) -> list[CellRes
             values[f"{split}/search_bits"] = gain
             values[f"{split}/search_share"] = gain / values[f"{split}/bits"] if values[f"{split}/bits"] > 0 \
                 else float("nan")
-        success = metrics["success_rate"][i]
-        tail = success[int(0.9 * len(success)):]
-        values["train_curve/success_final"] = float(np.nanmean(tail)) if np.isfinite(tail).any() else float("nan")
-        step = max(1, len(success) // 50)
-        curve = [(int(u), int(metrics["env_steps"][i][u]), float(success[u])) for u in range(0, len(success), step)]
-        out.append(CellResult(cell.cell_id, values, curve, B.drawn_trajectories(task, cell_eps, plan.drawn_levels),
-                              [leaf[i] for leaf in leaves], 0.0))
-    wall = (time.time() - t0) / len(out)
-    for r in out:
-        r.wall_s = wall
-    return out
+        out.append(gridworld_cell_result(cell.cell_id, values, metrics, i, task, cell_eps, plan,
+                                         [leaf[i] for leaf in leaves]))
+    return share_wall_time(out, t0)
 
 
 def measure_cell(task, model, episodes: dict, pools: dict, plan) -> dict[str, float]:
