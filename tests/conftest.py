@@ -12,11 +12,9 @@ from mesalab import compile_cache as _compile_cache  # noqa: E402
 
 # JAX's persistent compilation cache in the suite: each pytest worker gives the `mesalab` subprocesses its tests start
 # a folder of its own, fresh for every run (they wait on them, so two never write at once), and compiles without the
-# cache itself (compile_cache.only_in_subprocesses, which also covers the CLI run in-process). Every worker death seen
-# in CI was a segfault inside XLA in a worker compiling with the cache on: in jax compiler.backend_compile_and_load
-# (a plain PPO program of test_ppo_runner, among others) and in compilation_cache -> deserialize_executable while
-# processes shared one folder. A suite without any cache is much slower: every CLI test compiles from scratch.
-# MESALAB_COMPILE_CACHE set outside (a folder, or off) wins for the subprocesses.
+# cache itself (compile_cache.only_in_subprocesses, which also covers the CLI run in-process): two CI workers died in
+# compilation_cache -> deserialize_executable while processes shared one folder. A suite without any cache is much
+# slower: every CLI test compiles from scratch. MESALAB_COMPILE_CACHE set outside (a folder, or off) wins.
 _CACHE_ROOT = "MESALAB_TEST_CACHE_ROOT"  # set by the process that made this run's folder; its workers inherit it
 _made_cache_root = False
 if _CACHE_ROOT not in os.environ and "MESALAB_COMPILE_CACHE" not in os.environ:
@@ -42,10 +40,10 @@ def pytest_handlecrashitem(crashitem, report, sched):
 
 def _rerun_crashed(session) -> None:
     """Re-run once, in a fresh process without xdist or the compile cache, every test whose worker died; when they
-    all pass and were the only failures, the run passes. Assertion failures are never re-run. Why: in CI runs a
-    worker died of a segfault inside XLA's compiler (jax compiler.backend_compile_and_load, with the persistent
-    cache on: once in a plain PPO training program of test_ppo_runner, once elsewhere) or in its deserializer; the
-    same tests pass on their own. A crash that repeats in the rerun still fails the run."""
+    all pass and were the only failures, the run passes. Assertion failures are never re-run. Why: in most CI runs
+    one worker dies of a segfault inside XLA's CPU compiler (jax compiler.backend_compile_and_load: in a plain PPO
+    program of test_ppo_runner, in an AlphaZero program of test_mcts, ...), whichever test compiles at that moment;
+    the same tests pass on their own, and the cause is not found. A crash that repeats in the rerun still fails."""
     import subprocess
     import sys
 

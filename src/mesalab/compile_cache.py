@@ -56,9 +56,9 @@ def add_missing_access_times(path: Path) -> int:
 
 def only_in_subprocesses() -> None:
     """From now on :func:`enable` does nothing in this process; processes it starts still read ``$MESALAB_COMPILE_CACHE``
-    and use the cache. The test suite's workers call it: every worker death seen in CI (segfaults inside XLA's
-    compiler and its executable deserializer) happened in a worker compiling with the cache on, while the CLI
-    subprocesses the tests start are where the cache saves most time."""
+    and use the cache. The test suite's workers call it: two CI workers died inside JAX's executable deserializer
+    while several processes shared a cache folder, while the CLI subprocesses the tests start are where the cache
+    saves most time."""
     global _here
     _here = False
 
