@@ -243,3 +243,52 @@ def test_each_range_model_is_a_ppo_model_with_named_activations(kind, names):
     # interventions replace a named activation (the functional hook every model offers)
     (l2, _), _ = model(obs, interventions={"logits": jnp.zeros(4)})
     assert not np.asarray(l2).any()
+
+
+# -- the learned reward map as the mesa-objective ------------------------------------------------------------------
+
+def _channel(task, name):
+    names = [CHANNEL_NAMES[i] for i in task.env.channels] if task.env.obs_mode == "lean" else list(CHANNEL_NAMES)
+    return names.index(name)
+
+
+def _reward_of_channel(task, channel_name, sign=1.0):
+    """A VIN whose reward map is ``sign`` on the cells with ``channel_name`` set and 0 elsewhere."""
+    shape = task.env.obs_shape
+    vin = ValueIterationNetwork(shape, 4, channels=4, iterations=5, key=jax.random.key(0))
+    w = jnp.zeros_like(vin.conv_w).at[_channel(task, channel_name), 0].set(1.0)
+    return eqx.tree_at(lambda m: (m.conv_w, m.reward_w), vin, (w, jnp.zeros_like(vin.reward_w).at[0].set(sign)))
+
+
+@pytest.mark.parametrize("obs_mode", ["global", "egocentric", "lean"])
+def test_a_reward_map_on_the_doors_agrees_with_the_door_not_with_red(obs_mode):
+    """Planted reward maps on red-door's test levels (blue doors, red distractors), every observation mode: a map on
+    the door channel has rho = 1 with the base objective and a negative one with 'red' (the door is never red
+    there); a map on the red channel the reverse; a map on the walls ranks no free cell above another (rho 0)."""
+    from mesalab.diagnostics.reward_map import reward_map_agreement, reward_on_grid
+
+    task = get_task("red-door").with_obs_mode(obs_mode)
+    params, _ = task.sample_params(jax.random.key(3), task.test, 12)
+    door = {a.objective: a for a in reward_map_agreement(task, _reward_of_channel(task, "type:door"), params,
+                                                         obs_mode)}
+    assert door["door"].rho == pytest.approx(1.0) and door["door"].n_levels == 12
+    assert door["red"].rho_ci[1] < 0
+    red = {a.objective: a for a in reward_map_agreement(task, _reward_of_channel(task, "colour:red"), params,
+                                                        obs_mode)}
+    assert red["red"].rho == pytest.approx(1.0) and red["door"].rho_ci[1] < 0
+    walls = reward_map_agreement(task, _reward_of_channel(task, "wall"), params, obs_mode)
+    assert all(a.rho == 0.0 for a in walls)
+    # the map is moved back onto the grid: the door's cell carries the reward, wherever the agent starts
+    grid_reward = reward_on_grid(task, _reward_of_channel(task, "type:door"), params, obs_mode)
+    doors = np.asarray(task.base_objective.target_map(params.grid))
+    assert np.array_equal(grid_reward == 1.0, doors)
+
+
+def test_reward_maps_are_read_only_from_a_vin():
+    from mesalab.diagnostics.reward_map import reward_map_agreement
+    from mesalab.errors import ConfigError
+
+    task = get_task("maze")
+    params, _ = task.sample_params(jax.random.key(0), task.test, 2)
+    with pytest.raises(ConfigError, match="value iteration network"):
+        reward_map_agreement(task, TabularActorCritic(task.env.obs_shape, 4), params, "egocentric")
